@@ -1,0 +1,16 @@
+"""m3lung: screening chest CT for pneumonia with M³Lung-Sys and related published systems.
+
+Class indices everywhere: 0 Healthy, 1 COVID-19, 2 H1N1 (influenza / other viral), 3 CAP.
+"""
+
+from __future__ import annotations
+
+from m3lung.errors import M3LungError, M3LungWarning
+from m3lung.io import CTVolume, read_ct, write_ct
+
+__version__ = "0.1.0"
+
+#: Class names in index order (SYSTEMS.md: 0 Healthy, 1 COVID-19, 2 H1N1, 3 CAP).
+CLASSES: tuple[str, ...] = ("Healthy", "COVID-19", "H1N1", "CAP")
+
+__all__ = ["CLASSES", "CTVolume", "M3LungError", "M3LungWarning", "__version__", "read_ct", "write_ct"]

@@ -1,0 +1,197 @@
+"""The ``m3lung`` command line: thin commands over the Python API.
+
+Every error a user can cause is printed as one line (``m3lung: error: ...``) without a traceback and
+exits with status 2; warnings go to stderr as ``m3lung: warning: ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from m3lung import __version__
+from m3lung.errors import M3LungError, M3LungWarning
+
+log = logging.getLogger("m3lung")
+
+
+def _show_warning(
+    message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None
+) -> None:
+    if issubclass(category, M3LungWarning):
+        print(f"m3lung: warning: {message}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr, end="")
+
+
+# --------------------------------------------------------------------------------------------- commands
+def _read_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--series-uid", help="read this SeriesInstanceUID instead of the largest CT series")
+    p.add_argument("--spacing", type=float, nargs=3, metavar=("Z", "Y", "X"), help="voxel spacing in mm for .npy input")
+    p.add_argument("--skip-broken", action="store_true", help="skip unreadable DICOM files instead of failing")
+    p.add_argument(
+        "--rescale", type=float, nargs=2, metavar=("SLOPE", "INTERCEPT"), help="rescale for DICOM files lacking it"
+    )
+    p.add_argument("--anonymize", action="store_true", help="drop identifying header fields from outputs")
+
+
+def _read(args: argparse.Namespace) -> Any:
+    from m3lung.io import read_ct
+
+    return read_ct(
+        args.path,
+        spacing=args.spacing,
+        series_uid=args.series_uid,
+        anonymize=args.anonymize,
+        skip_broken=args.skip_broken,
+        rescale=tuple(args.rescale) if args.rescale else None,
+    )
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", M3LungWarning)  # every warning is printed in the summary below
+        vol = _read(args)
+    info = vol.summary()
+    if Path(args.path).is_dir():
+        from m3lung.io import scan_dicom
+
+        info["series_found"] = [
+            {"series_uid": s.series_uid, "description": s.description, "modality": s.modality, "images": s.n_slices}
+            for s in scan_dicom(args.path).series
+        ]
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    sp = info["spacing_mm"]
+    lo, hi = info["value_range"]
+    unit = "HU" if info["intensity"] == "HU" else "(8-bit grey, not HU)"
+    lines = [
+        f"path:        {info['path']}",
+        f"format:      {info['format']}",
+        f"voxels:      {info['slices']} slices x {info['rows']} rows x {info['cols']} cols",
+        f"spacing:     z {sp['z']:g} mm, y {sp['y']:g} mm, x {sp['x']:g} mm",
+        f"values:      {lo:g} .. {hi:g} {unit}",
+        f"modality:    {info['modality'] or 'unknown'}",
+    ]
+    if info.get("series_uid") or info["format"] == "dicom":
+        desc = f" ({info['series_description']})" if info.get("series_description") else ""
+        lines.append(f"series:      {info.get('series_uid') or '<no SeriesInstanceUID>'}{desc}")
+    if info.get("transfer_syntax"):
+        lines.append(f"transfer:    {info['transfer_syntax']}")
+    for s in info.get("series_found", []):
+        if len(info["series_found"]) > 1:
+            lines.append(f"  found:     {s['series_uid']} {s['modality'] or ''} {s['images']} image(s)")
+    lines.append(f"warnings:    {len(info['warnings'])}")
+    lines += [f"  - {w}" for w in info["warnings"]]
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    from m3lung.preprocess import LungCropConfig, prepare_slices
+    from m3lung.report.preprocessed import write_preprocessed
+
+    vol = _read(args)
+    cfg = LungCropConfig(output_size=(args.size, args.size), margin=args.margin)
+    t0 = time.perf_counter()
+    prep = prepare_slices(vol, crop=cfg, centres=args.centres)
+    dt = time.perf_counter() - t0
+    out = write_preprocessed(vol, prep, args.out, png_centre=args.png_centre, overwrite=args.overwrite)
+    print(
+        f"{vol.n_slices} slices cropped and windowed at {', '.join(f'{c:g}' for c in prep.centres)} HU "
+        f"in {dt:.2f} s ({vol.n_slices / max(dt, 1e-9):.0f} slices/s); "
+        f"{int(prep.crop.fallback.sum())} slice(s) without lung used whole -> {out}"
+    )
+    return 0
+
+
+def cmd_phantom(args: argparse.Namespace) -> int:
+    from m3lung.phantom import PhantomConfig, write_cohort
+
+    cfg = PhantomConfig(rows=args.size, cols=args.size, slices=(args.slices[0], args.slices[1]))
+    manifest = write_cohort(
+        args.out, per_class=args.per_class, seed=args.seed, format=args.format, config=cfg, progress=not args.quiet
+    )
+    print(f"synthetic cohort ({4 * args.per_class} studies, seed {args.seed}) -> {manifest}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from m3lung.systems.demo import run_demo
+
+    summary = run_demo(args.out, seed=args.seed, quiet=args.quiet)
+    print(summary)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="m3lung", description="Screen chest CT for pneumonia (M³Lung-Sys and related systems)."
+    )
+    parser.add_argument("--version", action="version", version=f"m3lung {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("info", help="describe a CT input (DICOM folder/file, NIfTI, MHA/NRRD, NumPy, PNG/JPG)")
+    p.add_argument("path")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _read_options(p)
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("preprocess", help="lung-crop and window every slice; write PNG, NPZ and JSON")
+    p.add_argument("path")
+    p.add_argument("--out", required=True, help="output folder (created atomically)")
+    p.add_argument("--size", type=int, default=512, help="crop size in pixels (paper: 512)")
+    p.add_argument("--margin", type=int, default=10, help="margin around the lungs in pixels (paper: 10)")
+    p.add_argument(
+        "--centres", type=float, nargs="+", default=[-700.0, -600.0, -500.0], help="window centres in HU (width 1200)"
+    )
+    p.add_argument("--png-centre", type=float, default=None, help="window centre of the PNGs (default: the middle)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    _read_options(p)
+    p.set_defaults(func=cmd_preprocess)
+
+    p = sub.add_parser("phantom", help="write a synthetic chest-CT cohort with known lesions")
+    p.add_argument("--out", required=True)
+    p.add_argument("--per-class", type=int, required=True, help="studies per class (4 classes)")
+    p.add_argument("--format", choices=["dicom", "nifti"], default="dicom")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=512, help="rows and columns of every slice")
+    p.add_argument("--slices", type=int, nargs=2, default=[24, 495], metavar=("MIN", "MAX"))
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_phantom)
+
+    p = sub.add_parser("demo", help="make a synthetic study and run the pipeline on it (no data, no downloads)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    warnings.showwarning = _show_warning
+    try:
+        return int(args.func(args))
+    except M3LungError as exc:
+        print(f"m3lung: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("m3lung: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Datasets and adapters: slices from volumes, cached features, public data set layouts."""

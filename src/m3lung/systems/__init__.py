@@ -1,0 +1,1 @@
+"""Complete systems: the only place that wires whole pipelines together."""

@@ -1,0 +1,90 @@
+"""The command line: summaries, outputs, and clear errors without tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from helpers import make_volume, synthetic_chest
+from m3lung.cli import main
+from m3lung.io import write_dicom_series
+
+
+@pytest.fixture
+def series(tmp_path):
+    vol = make_volume(synthetic_chest(n=6, size=64))
+    return write_dicom_series(vol, tmp_path / "series", patient_id="P-9")
+
+
+def test_info_text_and_json(series, capsys):
+    assert main(["info", str(series)]) == 0
+    out = capsys.readouterr().out
+    assert "6 slices x 64 rows x 64 cols" in out and "modality:    CT" in out and "warnings:    0" in out
+    assert main(["info", str(series), "--json", "--anonymize"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["slices"] == 6 and doc["spacing_mm"]["z"] == pytest.approx(2.0)
+    assert doc["patient_id"] is None and doc["anonymized"] is True
+
+
+def test_info_lists_warnings(tmp_path, capsys):
+    from helpers import synthetic_chest as sc
+
+    vol = make_volume(sc(n=6, size=32))
+    pos = np.arange(6) * 2.0
+    pos[4:] += 6.0
+    vol.slice_positions = pos
+    write_dicom_series(vol, tmp_path / "gappy")
+    assert main(["info", str(tmp_path / "gappy")]) == 0
+    out = capsys.readouterr().out
+    assert "warnings:    1" in out and "gap" in out
+
+
+def test_preprocess_writes_outputs(series, tmp_path, capsys):
+    out = tmp_path / "pre"
+    assert main(["preprocess", str(series), "--out", str(out), "--size", "64", "--margin", "3"]) == 0
+    assert "6 slices cropped and windowed" in capsys.readouterr().out
+    assert len(list((out / "slices").glob("slice_*.png"))) == 6
+    doc = json.loads((out / "crop.json").read_text())
+    assert doc["schema"] == "m3lung.preprocessed/1" and len(doc["slices"]) == 6
+    z = np.load(out / "slices.npz")
+    assert z["windowed"].shape == (6, 3, 64, 64) and z["boxes"].shape == (6, 4)
+    assert (out / "lung_mask.nii.gz").exists()
+    # an existing output is not overwritten silently
+    assert main(["preprocess", str(series), "--out", str(out), "--size", "64"]) == 2
+    assert "exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.mkdir(), "empty"),
+        (lambda p: (p.mkdir(), (p / "x.txt").write_text("x")), "no DICOM files"),
+        (lambda p: None, "no such file"),
+    ],
+)
+def test_errors_are_one_line_exit_2(tmp_path, capsys, make, message):
+    target = tmp_path / "in"
+    make(target)
+    assert main(["info", str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("m3lung: error: ") and message in err and "Traceback" not in err
+
+
+def test_eight_bit_image_refused_by_preprocess(tmp_path, capsys):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "a.png")
+    assert main(["preprocess", str(tmp_path / "a.png"), "--out", str(tmp_path / "o")]) == 2
+    assert "needs Hounsfield units" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_entry_point_subprocess(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "m3lung.cli", "info", str(tmp_path / "missing")], capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "no such file" in r.stderr
