@@ -88,3 +88,46 @@ def test_entry_point_subprocess(tmp_path):
         [sys.executable, "-m", "m3lung.cli", "info", str(tmp_path / "missing")], capture_output=True, text=True
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr and "no such file" in r.stderr
+
+
+def _truncated(tmp_path):
+    folder = write_dicom_series(make_volume(synthetic_chest(n=4, size=32)), tmp_path / "s")
+    f = sorted(folder.iterdir())[1]
+    f.write_bytes(f.read_bytes()[:2000])
+    return folder
+
+
+def _no_rescale(tmp_path):
+    import pydicom
+
+    folder = write_dicom_series(make_volume(synthetic_chest(n=3, size=32)), tmp_path / "s")
+    for f in folder.iterdir():
+        ds = pydicom.dcmread(f)
+        del ds.RescaleIntercept
+        del ds.RescaleSlope
+        ds.save_as(f, enforce_file_format=True)
+    return folder
+
+
+def _nan_npy(tmp_path):
+    a = synthetic_chest(n=3, size=16)
+    a[1, 2, 3] = np.nan
+    np.save(tmp_path / "a.npy", a)
+    return tmp_path / "a.npy"
+
+
+@pytest.mark.parametrize(
+    ("make", "extra", "message"),
+    [
+        (_truncated, [], "cannot decode the pixel data"),
+        (_no_rescale, [], "cannot be Hounsfield units"),
+        (_nan_npy, ["--spacing", "1", "1", "1"], "NaN or infinite"),
+    ],
+)
+def test_bad_inputs_through_the_cli(tmp_path, capsys, make, extra, message):
+    path = make(tmp_path)
+    for cmd in (["info", str(path)], ["preprocess", str(path), "--out", str(tmp_path / "o")]):
+        assert main([*cmd, *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

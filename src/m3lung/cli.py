@@ -116,7 +116,9 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 def cmd_phantom(args: argparse.Namespace) -> int:
     from m3lung.phantom import PhantomConfig, write_cohort
 
-    cfg = PhantomConfig(rows=args.size, cols=args.size, slices=(args.slices[0], args.slices[1]))
+    slices = (args.slices[0], args.slices[1])
+    # other sizes keep the anatomy's size in mm (pixel spacing scaled by 512 / size)
+    cfg = PhantomConfig(slices=slices) if args.size == 512 else PhantomConfig.small(size=args.size, slices=slices)
     manifest = write_cohort(
         args.out, per_class=args.per_class, seed=args.seed, format=args.format, config=cfg, progress=not args.quiet
     )

@@ -154,3 +154,24 @@ def test_writes_are_atomic(vol, tmp_path, monkeypatch):
         w.write_nifti(vol, target)
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.nii.gz"]
+
+
+def test_very_long_scan_warns(tmp_path):
+    np.save(tmp_path / "long.npy", np.full((1001, 4, 4), -1000, np.int16))
+    with pytest.warns(M3LungWarning, match="1001 slices is unusually many"):
+        v = read_ct(tmp_path / "long.npy", spacing=(1, 1, 1))
+    assert v.n_slices == 1001
+
+
+def test_read_mask_on_grid(vol, tmp_path):
+    from m3lung.io import read_mask
+
+    mask = (vol.voxels < -500).astype(np.uint8) * 2
+    write_mask(mask, vol, tmp_path / "m.nii.gz")
+    np.testing.assert_array_equal(read_mask(tmp_path / "m.nii.gz", like=vol), mask)
+    other = make_volume(synthetic_chest(n=6, size=40), spacing=(3.0, 0.7, 0.7))
+    with pytest.raises(InputError, match="does not match"):
+        read_mask(tmp_path / "m.nii.gz", like=other)
+    write_ct(vol, tmp_path / "ct.nii.gz")
+    with pytest.raises(InputError, match="not a label map"):
+        read_mask(tmp_path / "ct.nii.gz")

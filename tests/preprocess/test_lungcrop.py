@@ -84,3 +84,26 @@ def test_single_slice_array_and_prepare_slices(chest):
     assert (out.windowed[:, 0] >= out.windowed[:, 2] - 1e-6).all()
     one = lung_crop(chest.voxels[3], SMALL)
     assert one.crops.shape == (1, 64, 64)
+
+
+@pytest.mark.parametrize("label", [0, 1, 2, 3])
+def test_phantom_lungs_always_inside_the_box(label):
+    """Against the phantom's known lung mask: every lung pixel of every lung slice is inside its box."""
+    from m3lung.phantom import PhantomConfig, make_study
+
+    s = make_study(label, seed=11, config=PhantomConfig.small(256, slices=(14, 18)))
+    crop = lung_crop(s.volume, LungCropConfig(output_size=(64, 64)))
+    lung = s.lung_mask > 0
+    h, w = lung.shape[1:]
+    checked = 0
+    for k in range(s.volume.n_slices):
+        if lung[k].sum() < 0.005 * h * w:
+            continue
+        checked += 1
+        r0, c0, r1, c1 = crop.boxes[k]
+        ys, xs = np.nonzero(lung[k])
+        assert not crop.fallback[k]
+        assert ys.min() >= r0 and ys.max() < r1 and xs.min() >= c0 and xs.max() < c1, f"slice {k}"
+        # and the box is not the whole slice: it hugs the lungs (margin 10 px plus the mediastinum)
+        assert (r1 - r0) * (c1 - c0) < 0.6 * h * w
+    assert checked >= 8

@@ -8,12 +8,15 @@ not import torch.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from m3lung.errors import InputError
+import numpy as np
+
+from m3lung.errors import InputError, M3LungWarning, warn
 from m3lung.io.atomic import atomic_dir, atomic_file, write_text_atomic
-from m3lung.io.dicom import DicomScan, SeriesInfo, read_dicom, scan_dicom
+from m3lung.io.dicom import LARGE_SERIES_SLICES, DicomScan, SeriesInfo, read_dicom, scan_dicom
 from m3lung.io.formats import (
     IMAGE_SUFFIXES,
     ITK_SUFFIXES,
@@ -41,6 +44,7 @@ __all__ = [
     "nifti_affine",
     "read_ct",
     "read_dicom",
+    "read_mask",
     "resample",
     "resample_array",
     "scan_dicom",
@@ -91,4 +95,38 @@ def read_ct(
         vol = read_image(p, spacing=spacing)
     else:
         return read_dicom(p, anonymize=anonymize, rescale=rescale, workers=workers)
+    if vol.n_slices > LARGE_SERIES_SLICES:
+        warn(f"{p}: {vol.n_slices} slices is unusually many for a chest CT", vol.warnings)
     return vol.anonymize() if anonymize else vol
+
+
+def read_mask(path: str | os.PathLike[str], *, like: CTVolume | None = None) -> np.ndarray:
+    """Read a label map (NIfTI, MHA/NRRD) into the canonical orientation as an integer array.
+
+    Labels are returned as uint8 (int32 when they exceed 255). With ``like``, the mask must lie on that
+    volume's grid (same shape, spacing and origin within 0.01 mm), else :class:`InputError`.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such file")
+    suf = suffix_of(p)
+    if suf not in NIFTI_SUFFIXES + ITK_SUFFIXES:
+        raise InputError(f"{p}: label maps are read from .nii/.nii.gz/.mha/.nrrd files")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", M3LungWarning)  # grey-value/HU warnings do not apply to labels
+        vol = read_nifti(p) if suf in NIFTI_SUFFIXES else read_itk(p)
+    v = vol.voxels
+    if not np.array_equal(v, np.round(v)) or v.min() < 0:
+        raise InputError(f"{p}: not a label map (values must be non-negative integers)")
+    if like is not None:
+        same = (
+            vol.shape == like.shape
+            and np.allclose(vol.spacing, like.spacing, atol=1e-3)
+            and np.allclose(vol.origin, like.origin, atol=1e-2)
+        )
+        if not same:
+            raise InputError(
+                f"{p}: the mask's grid ({vol.shape}, spacing {vol.spacing}, origin {vol.origin}) does not "
+                f"match the volume's ({like.shape}, spacing {like.spacing}, origin {like.origin})"
+            )
+    return v.astype(np.uint8 if v.max() <= 255 else np.int32)

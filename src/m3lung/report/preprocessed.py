@@ -30,8 +30,9 @@ def write_preprocessed(
 
     * ``slices/slice_XXXX.png``: every cropped slice, 8-bit, at ``png_centre`` (default: the middle centre);
       ``XXXX`` is the canonical slice index (inferior → superior);
-    * ``slices.npz``: ``windowed`` (N, K, S, S) float16 in [0, 1], ``centres``, ``width``, ``boxes``,
-      ``fallback``, ``source_index``, ``slice_positions``;
+    * ``slices.npz``: ``windowed`` (N, K, S, S) uint8 (the window mapped to 0..255; divide by 255 for the
+      network's [0, 1] input), ``centres``, ``width``, ``boxes``, ``fallback``, ``source_index``,
+      ``slice_positions``;
     * ``crop.json``: schema version, the source summary, crop parameters, window centres and, per slice,
       its source index, box (half-open ``row0, col0, row1, col1``) and fallback flag;
     * ``lung_mask.nii.gz``: the crop's lung mask on the input grid (opens over the scan in a viewer).
@@ -40,13 +41,13 @@ def write_preprocessed(
 
     centres = prepared.centres
     ci = len(centres) // 2 if png_centre is None else int(np.argmin(np.abs(np.asarray(centres) - png_centre)))
+    windowed8 = np.round(prepared.windowed * 255.0).astype(np.uint8)
     if png_centre is not None and abs(centres[ci] - png_centre) > 1e-6:
         from m3lung.preprocess.window import window
 
-        png_src = window(prepared.crop.crops, png_centre, prepared.width)
+        png8 = np.round(window(prepared.crop.crops, png_centre, prepared.width) * 255.0).astype(np.uint8)
     else:
-        png_src = prepared.windowed[:, ci]
-    png8 = np.round(png_src * 255.0).astype(np.uint8)
+        png8 = windowed8[:, ci]
     crop = prepared.crop
     with atomic_dir(out, overwrite=overwrite) as tmp:
         (tmp / "slices").mkdir()
@@ -55,7 +56,7 @@ def write_preprocessed(
         with open(tmp / "slices.npz", "wb") as fh:
             np.savez(
                 fh,
-                windowed=prepared.windowed.astype(np.float16),
+                windowed=windowed8,
                 centres=np.asarray(centres),
                 width=np.asarray(prepared.width),
                 boxes=crop.boxes,
