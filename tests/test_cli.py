@@ -131,3 +131,25 @@ def test_bad_inputs_through_the_cli(tmp_path, capsys, make, extra, message):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
+
+
+def test_phantom_command_writes_a_readable_cohort(tmp_path, capsys):
+    import csv
+
+    out = tmp_path / "cohort"
+    args = ["phantom", "--out", str(out), "--per-class", "1", "--size", "64", "--slices", "8", "10", "--quiet"]
+    assert main([*args, "--seed", "2"]) == 0
+    assert "4 studies" in capsys.readouterr().out
+    rows = list(csv.DictReader((out / "cohort.csv").open()))
+    assert [r["class_name"] for r in rows] == ["Healthy", "COVID-19", "H1N1", "CAP"]
+    assert main(["info", str(out / rows[1]["path"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["slices"] == int(rows[1]["n_slices"])
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic data" in out and "identical voxels" in out
+    assert (tmp_path / "demo" / "preprocessed" / "crop.json").exists()
+    assert len(list((tmp_path / "demo" / "preprocessed" / "slices").glob("*.png"))) >= 96

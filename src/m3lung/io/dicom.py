@@ -512,7 +512,7 @@ def _check_memory(n: int, rows: int, cols: int, path: str, sink: list[str]) -> N
 
 
 def _order_and_dedupe(
-    refs: list[_SliceRef], normal: np.ndarray, path: str, sink: list[str]
+    refs: list[_SliceRef], normal: np.ndarray
 ) -> tuple[list[_SliceRef], np.ndarray, list[list[_SliceRef]]]:
     """Sort by position along ``normal``; merge same-position slices. Returns refs, positions, groups."""
     pos = np.array([float(np.dot(r.ipp, normal)) for r in refs])  # type: ignore[arg-type]
@@ -653,7 +653,7 @@ def _build_volume(
         row_dir = _unit(np.asarray(iop[:3]))  # direction of increasing column index
         col_dir = _unit(np.asarray(iop[3:]))  # direction of increasing row index
         normal = _unit(np.cross(row_dir, col_dir))
-        kept, positions, groups = _order_and_dedupe(refs, normal, path, sink)
+        kept, positions, groups = _order_and_dedupe(refs, normal)
     else:
         warn(
             f"{path}: ImagePositionPatient/ImageOrientationPatient missing; slices ordered by InstanceNumber "

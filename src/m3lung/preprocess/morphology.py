@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -28,28 +30,26 @@ def _shift_or(m: np.ndarray, s: int, axis: int) -> np.ndarray:
     return out
 
 
-def _run_starts(m: np.ndarray, length: int, axis: int) -> np.ndarray:
-    """True at ``i`` when ``m[i : i + length]`` is all True along ``axis`` (doubling: log2 passes)."""
-    e = m
+def _doubling(m: np.ndarray, length: int, axis: int, shift: Callable[[np.ndarray, int, int], np.ndarray]) -> np.ndarray:
+    """Combine ``m`` with itself shifted 1, 2, 4, ... steps until ``length`` positions are covered."""
+    out = m
     covered = 1
     while covered * 2 <= length:
-        e = _shift_and(e, covered, axis)
+        out = shift(out, covered, axis)
         covered *= 2
     if covered < length:
-        e = _shift_and(e, length - covered, axis)
-    return e
+        out = shift(out, length - covered, axis)
+    return out
+
+
+def _run_starts(m: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """True at ``i`` when ``m[i : i + length]`` is all True along ``axis`` (log2 passes)."""
+    return _doubling(m, length, axis, _shift_and)
 
 
 def _run_cover(starts: np.ndarray, length: int, axis: int) -> np.ndarray:
     """True at every position covered by a run of ``length`` that starts where ``starts`` is True."""
-    d = starts
-    covered = 1
-    while covered * 2 <= length:
-        d = _shift_or(d, covered, axis)
-        covered *= 2
-    if covered < length:
-        d = _shift_or(d, length - covered, axis)
-    return d
+    return _doubling(starts, length, axis, _shift_or)
 
 
 def line_opening(mask: np.ndarray, length: int, axis: int) -> np.ndarray:
