@@ -126,6 +126,27 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_slice(args: argparse.Namespace) -> int:
+    from m3lung.systems.m3lung import load_slice_recipe, summarise, train_slice
+
+    overrides = list(args.set or [])
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    recipe = load_slice_recipe(args.recipe, overrides)
+    results = train_slice(
+        recipe,
+        args.data,
+        args.out,
+        resume=args.resume,
+        pretrained=args.pretrained,
+        progress=not args.quiet,
+        cache_dir=args.cache,
+    )
+    if results:
+        print(summarise(results))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from m3lung.systems.demo import run_demo
 
@@ -171,6 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slices", type=int, nargs=2, default=[24, 495], metavar=("MIN", "MAX"))
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_phantom)
+
+    p = sub.add_parser("train", help="train a network from a recipe")
+    tsub = p.add_subparsers(dest="what", required=True, metavar="NETWORK")
+    t = tsub.add_parser("slice", help="the M³Lung-Sys slice network")
+    t.add_argument("--recipe", required=True, help="recipe YAML, or a shipped one: slice_paper, slice_cpu, ...")
+    t.add_argument("--data", required=True, help="synthetic cohort folder (made if the recipe says so) or COVID-CT-MD")
+    t.add_argument("--out", required=True, help="run folder: checkpoints, log.csv, best.pt, results.json")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    t.add_argument("--pretrained", help="initial weights: a torchvision ResNet state dict or an m3lung checkpoint")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the recipe's train.device")
+    t.add_argument("--cache", help="folder for preprocessed slices (default: OUT/cache)")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value, e.g. train.epochs=3")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_train_slice)
 
     p = sub.add_parser("demo", help="make a synthetic study and run the pipeline on it (no data, no downloads)")
     p.add_argument("--out", required=True)

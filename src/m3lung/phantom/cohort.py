@@ -286,7 +286,8 @@ def write_cohort(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for i in tqdm(range(4 * per_class), desc="phantom cohort", unit="study", disable=not progress):
+    # disable=None: tqdm turns itself off when stderr is not a terminal
+    for i in tqdm(range(4 * per_class), desc="phantom cohort", unit="study", disable=None if progress else True):
         label = i % 4
         pid = cohort_patient_id(i, label)
         truth = _finished(out / pid, format, seed, i, config)

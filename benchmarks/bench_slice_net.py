@@ -1,0 +1,140 @@
+"""Benchmark: the M³Lung-Sys slice network, inference and training throughput.
+
+Run:  python benchmarks/bench_slice_net.py [--device cpu|cuda] [--write]
+
+* Inference: slices/s of the full network (ResNet-50, lesion head, attention, coordinate maps) at
+  224, 256 and 512 pixels, batch 8, under ``torch.inference_mode``: fp32, bf16 autocast, channels-last
+  and bf16 + channels-last. Each figure is a median of timed batches after a warm-up; ratios are
+  against fp32 at the same size in the same run. One slice here is one forward pass (screening runs
+  three window centres per slice, so a scan costs three times this).
+* Training: samples/s of forward + backward + SGD step for the paper's network (ResNet-50, 224 px,
+  batch 8) and the CPU profile's (ResNet-18, 128 px, batch 32).
+
+Inputs are random tensors: throughput does not depend on the image content.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from m3lung.models import SliceNet, SliceNetConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+START, END = "<!-- bench_slice_net:start -->", "<!-- bench_slice_net:end -->"
+
+
+def _time(fn, repeat: int, device: torch.device) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeat):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def inference(size: int, batch: int, device: torch.device, bf16: bool, channels_last: bool, repeat: int) -> float:
+    net = SliceNet(SliceNetConfig(input_size=size)).to(device).eval()
+    x = torch.rand(batch, 1, size, size, device=device)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+        x = x.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
+
+    def run() -> None:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            net(x)
+
+    return batch / _time(run, repeat, device)
+
+
+def training(backbone: str, size: int, batch: int, device: torch.device, repeat: int) -> float:
+    net = SliceNet(SliceNetConfig(backbone=backbone, input_size=size)).to(device).train()  # type: ignore[arg-type]
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    x = torch.rand(batch, 1, size, size, device=device)
+    y = torch.randint(0, 4, (batch,), device=device)
+    les = (y != 0).long()
+
+    def step() -> None:
+        out = net(x)
+        assert out.lesion_logits is not None
+        loss = torch.nn.functional.cross_entropy(out.class_logits, y) + torch.nn.functional.cross_entropy(
+            out.lesion_logits, les
+        )
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return batch / _time(step, repeat, device)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--write", action="store_true")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    rows = []
+    batch = 32 if device.type == "cuda" else 8
+    for size in (224, 256, 512):
+        base = inference(size, batch, device, False, False, args.repeat)
+        rows.append((size, "fp32", base, 1.0))
+        for name, bf16, cl in (
+            ("bf16", True, False),
+            ("channels-last", False, True),
+            ("bf16 + channels-last", True, True),
+        ):
+            v = inference(size, batch, device, bf16, cl, args.repeat)
+            rows.append((size, name, v, v / base))
+    train_rows = [
+        ("paper network: ResNet-50, 224 px, batch 8", training("resnet50", 224, 8, device, args.repeat)),
+        ("CPU profile: ResNet-18, 128 px, batch 32", training("resnet18", 128, 32, device, args.repeat)),
+    ]
+    dev = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda"
+        else f"{platform.machine()} CPU, {os.cpu_count()} cores"
+    )
+    lines = [
+        START,
+        f"Device: {dev}; torch {torch.__version__}, {torch.get_num_threads()} threads. Command: "
+        f"`python benchmarks/bench_slice_net.py --device {device.type} --repeat {args.repeat} --write`. "
+        f"Random inputs, batch {batch} for inference; medians of {args.repeat} timed batches after a warm-up.",
+        "",
+        "| input | precision / layout | slices/s (one window) | vs fp32 |",
+        "|---:|---|---:|---:|",
+    ]
+    lines += [f"| {s} | {name} | {v:.1f} | {r:.2f}x |" for s, name, v, r in rows]
+    lines += ["", "| training | samples/s |", "|---|---:|"]
+    lines += [f"| {name} | {v:.1f} |" for name, v in train_rows]
+    lines.append(END)
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        bench = ROOT / "BENCHMARKS.md"
+        old = bench.read_text() if bench.exists() else "# Benchmarks\n"
+        start, end = START.replace("start", f"start:{device.type}"), END.replace("end", f"end:{device.type}")
+        text = text.replace(START, start).replace(END, end)
+        if start in old:
+            new = old[: old.index(start)] + text + old[old.index(end) + len(end) :]
+        else:
+            new = old.rstrip() + f"\n\n## Slice network on {device.type.upper()} (issue 3)\n\n" + text + "\n"
+        bench.write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

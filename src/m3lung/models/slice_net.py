@@ -1,0 +1,234 @@
+"""The M³Lung-Sys slice-level network (seed 001, §III-B, Fig. 5).
+
+A torchvision ResNet whose ResBlock3 (``layer3``) output ``f3`` feeds
+
+* a **lesion classifier** ``Linear(C3 -> 2)`` on GAP(f3) (index 0 *without lesion*, 1 *with lesion*),
+* a **lesion attention map**: the lesion classifier's weight row of the *predicted* lesion class (a
+  prototype) compared with ``f3`` at every position (dot product, min-max normalised per map;
+  cosine similarity as an option),
+* **coordinate maps** ``x = 2j/(W-1) - 1``, ``y = 2i/(H-1) - 1``, ``d = sqrt(x^2 + y^2)`` on the f3 grid,
+
+and ResBlock4 reads ``concat[f3, A, x, y, d]``. Only ``layer4[0].conv1`` and
+``layer4[0].downsample[0]`` see the extra channels: they are rebuilt wider, the pretrained weights fill
+the first C3 input channels and the new ones start at zero, so the network starts as the backbone.
+The 4-class classifier sits on GAP(ResBlock4); the slice feature is ``concat[GAP(f3), GAP(ResBlock4)]``
+(3072-d for ResNet-50), the input of the patient-level network.
+
+The Table V ablations are switches of :class:`SliceNetConfig`: ``variant`` = ``"vanilla"`` (ResNet
+only), ``"multitask"`` (+ lesion head), ``"attention"`` (+ lesion attention map into ResBlock4),
+``"full"`` (+ coordinate maps; the paper's network).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Backbone = Literal["resnet18", "resnet34", "resnet50"]
+Variant = Literal["vanilla", "multitask", "attention", "full"]
+VARIANTS: tuple[str, ...] = ("vanilla", "multitask", "attention", "full")
+_CHANNELS = {"resnet18": (256, 512), "resnet34": (256, 512), "resnet50": (1024, 2048)}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class SliceNetConfig:
+    """Architecture of the slice network (defaults: the paper's).
+
+    backbone : torchvision ResNet (paper: resnet50).
+    variant : Table V switch: vanilla / multitask / attention / full (paper: full).
+    num_classes : 4 (Healthy, COVID-19, H1N1, CAP).
+    input_size : side of the square input in pixels (paper: 512). Informational: the network is
+        fully convolutional up to the global pooling, so any size works.
+    similarity : "dot" (CAM-like, choice) or "cosine" for the attention map.
+    imagenet_norm : normalise the grey input with ImageNet's mean/std inside the network (choice:
+        always on, so that ImageNet weights and random weights see the same input).
+    """
+
+    backbone: Backbone = "resnet50"
+    variant: Variant = "full"
+    num_classes: int = 4
+    input_size: int = 512
+    similarity: Literal["dot", "cosine"] = "dot"
+    imagenet_norm: bool = True
+
+    def __post_init__(self) -> None:
+        if self.backbone not in _CHANNELS:
+            raise ValueError(f"backbone must be one of {sorted(_CHANNELS)}, got {self.backbone!r}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
+        if self.similarity not in ("dot", "cosine"):
+            raise ValueError(f"similarity must be 'dot' or 'cosine', got {self.similarity!r}")
+
+    @property
+    def multitask(self) -> bool:
+        return self.variant != "vanilla"
+
+    @property
+    def attention(self) -> bool:
+        return self.variant in ("attention", "full")
+
+    @property
+    def coords(self) -> bool:
+        return self.variant == "full"
+
+    @property
+    def feature_dim(self) -> int:
+        c3, c4 = _CHANNELS[self.backbone]
+        return c3 + c4
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class SliceOutput:
+    """What the slice network returns for a batch of B slices.
+
+    class_logits (B, num_classes) and lesion_logits (B, 2) (None for the vanilla variant);
+    p_multi / p_lesion are their softmax. lesion_map (B, h, w): the *with-lesion* prototype's map on the
+    f3 grid, min-max normalised to [0, 1] per slice (None for vanilla); attention (B, h, w): the map of
+    the *predicted* lesion class that ResBlock4 saw (None unless the variant uses attention).
+    features (B, C3 + C4): concat[GAP(f3), GAP(ResBlock4)].
+    """
+
+    class_logits: torch.Tensor
+    lesion_logits: torch.Tensor | None
+    lesion_map: torch.Tensor | None
+    attention: torch.Tensor | None
+    features: torch.Tensor
+
+    @property
+    def p_multi(self) -> torch.Tensor:
+        return self.class_logits.softmax(dim=1)
+
+    @property
+    def p_lesion(self) -> torch.Tensor | None:
+        return None if self.lesion_logits is None else self.lesion_logits.softmax(dim=1)
+
+
+def coordinate_maps(
+    h: int, w: int, *, device: torch.device | None = None, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """(3, h, w): x = 2j/(w-1) - 1, y = 2i/(h-1) - 1, d = sqrt(x^2 + y^2) (in [0, sqrt 2])."""
+    xs = (
+        torch.linspace(-1.0, 1.0, w, device=device, dtype=dtype)
+        if w > 1
+        else torch.zeros(1, device=device, dtype=dtype)
+    )
+    ys = (
+        torch.linspace(-1.0, 1.0, h, device=device, dtype=dtype)
+        if h > 1
+        else torch.zeros(1, device=device, dtype=dtype)
+    )
+    y, x = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([x, y, torch.sqrt(x * x + y * y)])
+
+
+def _minmax(a: torch.Tensor) -> torch.Tensor:
+    """Min-max normalise each (h, w) map of a (B, h, w) tensor to [0, 1] (constant maps become 0)."""
+    flat = a.flatten(1)
+    lo = flat.min(dim=1, keepdim=True).values
+    hi = flat.max(dim=1, keepdim=True).values
+    return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(a)
+
+
+def _widen_conv(conv: nn.Conv2d, extra: int) -> nn.Conv2d:
+    """A copy of ``conv`` with ``extra`` more input channels whose weights are zero."""
+    new = nn.Conv2d(
+        conv.in_channels + extra,
+        conv.out_channels,
+        kernel_size=conv.kernel_size,  # type: ignore[arg-type]
+        stride=conv.stride,  # type: ignore[arg-type]
+        padding=conv.padding,  # type: ignore[arg-type]
+        dilation=conv.dilation,  # type: ignore[arg-type]
+        groups=conv.groups,
+        bias=conv.bias is not None,
+    )
+    with torch.no_grad():
+        new.weight.zero_()
+        new.weight[:, : conv.in_channels] = conv.weight
+        if conv.bias is not None:
+            assert new.bias is not None
+            new.bias.copy_(conv.bias)
+    return new
+
+
+class SliceNet(nn.Module):
+    """The slice-level network; ``forward(x)`` takes (B, 1 or 3, H, W) windowed slices in [0, 1]."""
+
+    def __init__(self, config: SliceNetConfig = SliceNetConfig(), backbone: nn.Module | None = None) -> None:
+        super().__init__()
+        from torchvision import models as tvm
+
+        self.config = config
+        net: Any = backbone if backbone is not None else getattr(tvm, config.backbone)(weights=None)
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        self.layer1: nn.Module = net.layer1
+        self.layer2: nn.Module = net.layer2
+        self.layer3: nn.Module = net.layer3
+        self.layer4: nn.Module = net.layer4
+        c3, c4 = _CHANNELS[config.backbone]
+        extra = (1 if config.attention else 0) + (3 if config.coords else 0)
+        if extra:
+            block: Any = net.layer4[0]
+            block.conv1 = _widen_conv(block.conv1, extra)
+            if block.downsample is not None:
+                block.downsample[0] = _widen_conv(block.downsample[0], extra)
+        self.lesion_head: nn.Linear | None = nn.Linear(c3, 2) if config.multitask else None
+        self.classifier = nn.Linear(c4, config.num_classes)
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def _prototype_map(self, f3: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
+        """Similarity between the lesion head's weight row ``cls`` (B,) and f3 at every position: (B, h, w)."""
+        assert self.lesion_head is not None
+        w = self.lesion_head.weight[cls]  # (B, C3)
+        if self.config.similarity == "cosine":
+            return torch.einsum("bc,bchw->bhw", F.normalize(w, dim=1), F.normalize(f3, dim=1))
+        return torch.einsum("bc,bchw->bhw", w, f3)
+
+    def forward(self, x: torch.Tensor, *, map_size: tuple[int, int] | None = None) -> SliceOutput:
+        """Run the network; ``map_size`` upsamples the lesion map (bilinear) to that (h, w), e.g. the input's."""
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        if self.config.imagenet_norm:
+            x = (x - self.mean) / self.std
+        f3 = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        g3 = f3.mean(dim=(2, 3))
+        lesion_logits = self.lesion_head(g3) if self.lesion_head is not None else None
+        lesion_map = attention = None
+        inputs = [f3]
+        if lesion_logits is not None:
+            with torch.no_grad():  # the map users see; training never needs its gradient
+                with_lesion = torch.ones(f3.shape[0], dtype=torch.long, device=f3.device)
+                lesion_map = _minmax(self._prototype_map(f3, with_lesion).float())
+            if self.config.attention:  # gradients flow through the map ResBlock4 reads (choice)
+                predicted = lesion_logits.argmax(dim=1)
+                attention = _minmax(self._prototype_map(f3, predicted))
+                inputs.append(attention.unsqueeze(1).to(f3.dtype))
+        if self.config.coords:
+            h, w = f3.shape[2:]
+            cm = coordinate_maps(h, w, device=f3.device, dtype=f3.dtype)
+            inputs.append(cm.unsqueeze(0).expand(f3.shape[0], -1, -1, -1))
+        f4 = self.layer4(torch.cat(inputs, dim=1) if len(inputs) > 1 else f3)
+        g4 = f4.mean(dim=(2, 3))
+        class_logits = self.classifier(g4)
+        if map_size is not None and lesion_map is not None:
+            lesion_map = F.interpolate(lesion_map.unsqueeze(1), size=map_size, mode="bilinear", align_corners=False)[
+                :, 0
+            ]
+        return SliceOutput(
+            class_logits=class_logits,
+            lesion_logits=lesion_logits,
+            lesion_map=lesion_map,
+            attention=attention,
+            features=torch.cat([g3, g4], dim=1),
+        )

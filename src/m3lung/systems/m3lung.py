@@ -1,0 +1,591 @@
+"""M³Lung-Sys (seed 001): the slice-level network wired to data, training, inference and evaluation.
+
+* :class:`SliceRecipe` — a whole training run as typed configuration (YAML under ``recipes/``).
+* :class:`SliceTask` — what the training engine needs: augmented batches (random window centre in
+  [-700, -500] HU and random horizontal flips, drawn from the seed, the epoch and the row), the
+  multi-task loss CE(4-class) + w·CE(lesion) and the validation figures.
+* :func:`predict_crops` / :class:`SlicePredictor` — inference on every slice, running the three
+  window centres -700/-600/-500 and averaging probabilities, maps and features (§1.1), batched,
+  under ``torch.inference_mode``, on CPU or CUDA.
+* :func:`train_slice` — the ``m3lung train slice`` command: data, training, test-set evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from m3lung.data.slices import (
+    Case,
+    SliceTable,
+    build_slice_table,
+    covidctmd_cases,
+    split_by_patient,
+    synthetic_cases,
+    training_rows,
+)
+from m3lung.errors import InputError, M3LungWarning
+from m3lung.evaluate import accuracy, confusion_matrix, dice, one_vs_rest_auc, pointing_game, roc_auc
+from m3lung.io import CTVolume
+from m3lung.io.atomic import write_text_atomic
+from m3lung.models import SliceNet, SliceNetConfig
+from m3lung.preprocess import PAPER_CENTRES, PAPER_WIDTH, LungCropConfig, lung_crop
+from m3lung.train.checkpoint import build_slice_net, load_checkpoint, load_state_checked
+from m3lung.train.config import TrainConfig, apply_overrides, from_dict, load_recipe_data, to_dict
+from m3lung.train.engine import fit, pick_device, seed_everything
+
+log = logging.getLogger(__name__)
+CLASS_NAMES = ("Healthy", "COVID-19", "H1N1", "CAP")
+
+
+# ------------------------------------------------------------------------------------------ recipe
+@dataclass(frozen=True)
+class SliceDataConfig:
+    """Where the slices come from and how they are held out.
+
+    source : "synthetic" (a cohort from ``m3lung phantom``) or "covid-ct-md" (the sample layout).
+    synthetic_per_class / synthetic_size / synthetic_slices / synthetic_seed : when the data folder
+        holds no cohort yet, make one with these settings first (0: require an existing cohort).
+    holdout : "patients" (split by patient: train / val / test fractions ``split``) or "slice_blocks"
+        (for a handful of real scans: blocks of ``block`` consecutive slices rotate between train,
+        val and test, with ``gap`` slices dropped between blocks so that neighbours never straddle).
+    centre_range / width / eval_centres / flip : the paper's window-levelling and flips.
+    val_centres : the window centres of the per-epoch validation (a profile may use only -600 to save
+        time; the final test always uses ``eval_centres``).
+    infnet : a folder of the Inf-Net layout (8-bit slices with expert masks) to score lesion maps on.
+    infnet_window : (centre, width) the 8-bit slices are taken to have been exported with.
+    """
+
+    source: Literal["synthetic", "covid-ct-md"] = "synthetic"
+    size: int = 512
+    holdout: Literal["patients", "slice_blocks"] = "patients"
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    split_seed: int = 0
+    block: int = 10
+    gap: int = 2
+    synthetic_per_class: int = 0
+    synthetic_size: int = 512
+    synthetic_slices: tuple[int, int] = (24, 495)
+    synthetic_seed: int = 0
+    centre_range: tuple[float, float] = (-700.0, -500.0)
+    width: float = PAPER_WIDTH
+    eval_centres: tuple[float, ...] = PAPER_CENTRES
+    val_centres: tuple[float, ...] = PAPER_CENTRES
+    flip: bool = True
+    infnet: str | None = None
+    infnet_window: tuple[float, float] = (-600.0, 1200.0)
+
+
+@dataclass(frozen=True)
+class SliceRecipe:
+    """One training run of the slice network. ``profile`` changes sizes and epochs, never the algorithm."""
+
+    name: str = "slice"
+    profile: Literal["paper", "cpu", "tiny"] = "paper"
+    description: str = ""
+    model: SliceNetConfig = field(default_factory=SliceNetConfig)
+    pretrained: str | None = "imagenet"
+    lesion_loss_weight: float = 1.0
+    data: SliceDataConfig = field(default_factory=SliceDataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval_batch_size: int = 32
+
+
+def load_slice_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> SliceRecipe:
+    """Read a recipe YAML (or the name of a shipped one) and apply ``key=value`` overrides."""
+    data = apply_overrides(load_recipe_data(path), list(overrides))
+    return from_dict(SliceRecipe, data, where=str(path))
+
+
+# ------------------------------------------------------------------------------------------ inference
+@dataclass
+class SliceBatchPrediction:
+    """Per-slice outputs averaged over the window centres.
+
+    p_multi (N, 4); p_lesion (N, 2) or None; maps (N, h, w) with-lesion maps in [0, 1] (at
+    ``map_size`` when asked) or None; features (N, F).
+    """
+
+    p_multi: np.ndarray
+    p_lesion: np.ndarray | None
+    maps: np.ndarray | None
+    features: np.ndarray
+
+
+def predict_crops(
+    model: SliceNet,
+    hu: np.ndarray,
+    *,
+    centres: Sequence[float] = PAPER_CENTRES,
+    width: float = PAPER_WIDTH,
+    batch_size: int = 32,
+    device: torch.device | str = "cpu",
+    map_size: tuple[int, int] | None = None,
+    maps: bool = True,
+    bf16: bool = False,
+) -> SliceBatchPrediction:
+    """Run the slice network on lung crops ``hu`` (N, S, S) in HU at every window centre and average.
+
+    Windowing happens on the device, batch by batch; nothing is kept but the averaged outputs.
+    """
+    dev = torch.device(device)
+    model.eval()
+    n = hu.shape[0]
+    k = len(centres)
+    pm, pl, mp, ft = [], [], [], []
+    c = torch.tensor(list(centres), dtype=torch.float32, device=dev).view(1, k, 1, 1)
+    with torch.inference_mode():
+        for start in range(0, n, batch_size):
+            x = torch.as_tensor(np.asarray(hu[start : start + batch_size], dtype=np.float32), device=dev)
+            b = x.shape[0]
+            w = ((x.unsqueeze(1) - (c - width / 2)) / width).clamp_(0, 1).reshape(b * k, 1, *x.shape[1:])
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
+                out = model(w, map_size=map_size if maps else None)
+            pm.append(out.p_multi.float().view(b, k, -1).mean(1).cpu())
+            ft.append(out.features.float().view(b, k, -1).mean(1).cpu())
+            if out.p_lesion is not None:
+                pl.append(out.p_lesion.float().view(b, k, -1).mean(1).cpu())
+            if maps and out.lesion_map is not None:
+                mp.append(out.lesion_map.float().view(b, k, *out.lesion_map.shape[1:]).mean(1).cpu())
+    return SliceBatchPrediction(
+        p_multi=torch.cat(pm).numpy(),
+        p_lesion=torch.cat(pl).numpy() if pl else None,
+        maps=torch.cat(mp).numpy() if mp else None,
+        features=torch.cat(ft).numpy(),
+    )
+
+
+@dataclass
+class SlicePredictions:
+    """Every slice of one CT volume (canonical order) through the slice network.
+
+    p_multi (N, 4), p_lesion (N, 2) or None, maps (N, S, S) with-lesion maps on the lung crop (S = the
+    model's input size), features (N, F), boxes (N, 4) crop boxes in the volume's pixels, fallback (N,).
+    """
+
+    p_multi: np.ndarray
+    p_lesion: np.ndarray | None
+    maps: np.ndarray | None
+    features: np.ndarray
+    boxes: np.ndarray
+    fallback: np.ndarray
+    weights_hash: str | None = None
+
+    @property
+    def predicted(self) -> np.ndarray:
+        return self.p_multi.argmax(axis=1)
+
+
+class SlicePredictor:
+    """Load a slice-network checkpoint once; predict every slice of any number of volumes."""
+
+    def __init__(
+        self, weights: str | os.PathLike[str], *, device: str = "auto", batch_size: int = 32, bf16: bool = False
+    ) -> None:
+        doc = load_checkpoint(weights, kind="slice_net")
+        self.config = SliceNetConfig(**doc["config"])
+        self.model = SliceNet(self.config)
+        load_state_checked(self.model, doc["state_dict"], source=str(weights), target="SliceNet")
+        self.device = pick_device(device)
+        self.model.to(self.device).eval()
+        self.batch_size = batch_size
+        self.bf16 = bf16 and self.device.type == "cuda"
+        self.weights_hash: str = doc["weights_hash"]
+        self.provenance: dict[str, Any] = doc.get("provenance", {})
+
+    def predict(self, volume: CTVolume, *, maps: bool = True) -> SlicePredictions:
+        """Lung-crop every slice at the model's input size and run all three window centres."""
+        s = self.config.input_size
+        crop = lung_crop(volume, LungCropConfig(output_size=(s, s)))
+        out = predict_crops(
+            self.model,
+            crop.crops,
+            batch_size=self.batch_size,
+            device=self.device,
+            map_size=(s, s),
+            maps=maps,
+            bf16=self.bf16,
+        )
+        return SlicePredictions(
+            p_multi=out.p_multi,
+            p_lesion=out.p_lesion,
+            maps=out.maps,
+            features=out.features,
+            boxes=crop.boxes,
+            fallback=crop.fallback,
+            weights_hash=self.weights_hash,
+        )
+
+
+# ------------------------------------------------------------------------------------------ task
+class SliceTask:
+    """Training task of the slice network on a :class:`SliceTable` (see the module docstring)."""
+
+    kind = "slice_net"
+
+    def __init__(
+        self,
+        recipe: SliceRecipe,
+        train: SliceTable,
+        train_rows: np.ndarray,
+        val: SliceTable | None = None,
+        val_rows: np.ndarray | None = None,
+    ) -> None:
+        self.recipe = recipe
+        self.table = train
+        self.rows, self.cls, self.les = _select(train, train_rows)
+        if self.rows.size == 0:
+            raise InputError("no training slices: no healthy scan and no slice with a lesion in the training set")
+        self.val = val
+        self.val_rows = val_rows
+        self._epoch_cache: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def train_size(self) -> int:
+        return int(self.rows.size)
+
+    def train_weights(self) -> np.ndarray:
+        counts = np.bincount(self.cls, minlength=self.recipe.model.num_classes).astype(np.float64)
+        return 1.0 / counts[self.cls]
+
+    def _augment(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            rng = np.random.default_rng([self.recipe.train.seed, epoch, 104729])
+            lo, hi = self.recipe.data.centre_range
+            centres = rng.uniform(lo, hi, size=self.rows.size).astype(np.float32)
+            flips = rng.random(self.rows.size) < 0.5 if self.recipe.data.flip else np.zeros(self.rows.size, bool)
+            self._epoch_cache = (epoch, centres, flips)
+        return self._epoch_cache[1], self._epoch_cache[2]
+
+    def batch(
+        self, rows: np.ndarray, epoch: int, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        centres, flips = self._augment(epoch)
+        hu = torch.from_numpy(self.table.hu[self.rows[rows]].astype(np.float32))
+        width = self.recipe.data.width
+        c = torch.from_numpy(centres[rows]).view(-1, 1, 1)
+        x = ((hu - (c - width / 2)) / width).clamp_(0, 1)
+        f = torch.from_numpy(flips[rows])
+        x[f] = x[f].flip(-1)
+        x = x.unsqueeze(1).to(device)
+        if device.type == "cuda" and self.recipe.train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, torch.from_numpy(self.cls[rows]).to(device), torch.from_numpy(self.les[rows]).to(device)
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        x, cls, les = batch
+        out = model(x)
+        class_loss = F.cross_entropy(out.class_logits.float(), cls)
+        figures = {
+            "class_loss": float(class_loss.detach()),
+            "acc": float((out.class_logits.argmax(1) == cls).float().mean()),
+        }
+        loss = class_loss
+        if out.lesion_logits is not None:
+            lesion_loss = F.cross_entropy(out.lesion_logits.float(), les)
+            loss = loss + self.recipe.lesion_loss_weight * lesion_loss
+            figures["lesion_loss"] = float(lesion_loss.detach())
+        return loss, figures
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        if self.val is None or self.val_rows is None or self.val_rows.size == 0:
+            return {}
+        figures = evaluate_slices(
+            model, self.val, self.val_rows, self.recipe, device, maps=False, centres=self.recipe.data.val_centres
+        )
+        return {f"val_{k}": v for k, v in figures.items() if isinstance(v, float)}
+
+
+def _select(table: SliceTable, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The annotation-rule rows among ``rows`` with their class and lesion targets."""
+    all_rows, cls, les = training_rows(table)
+    keep = np.isin(all_rows, rows)
+    return all_rows[keep], cls[keep], les[keep]
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def evaluate_slices(
+    model: nn.Module,
+    table: SliceTable,
+    rows: np.ndarray,
+    recipe: SliceRecipe,
+    device: torch.device,
+    *,
+    maps: bool = True,
+    centres: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """Slice-level figures on ``rows`` of ``table`` (every slice of held-out scans or blocks).
+
+    * ``acc``, ``auc_<class>``, ``auc_macro``, ``confusion``: 4-class, on the annotation-rule slices
+      (lesion slices of diseased scans, all slices of healthy scans);
+    * ``lesion_auc``: the lesion head on *every* slice with a known label (P(with lesion) against
+      the truth), diseased scans' lesion-free slices included;
+    * ``pointing_game`` and ``dice@0.5``: the with-lesion maps against the lesion masks, on the
+      slices with lesion, when masks are known.
+    """
+    assert isinstance(model, SliceNet) or hasattr(model, "config")
+    n_cls = recipe.model.num_classes
+    pred = predict_crops(
+        model,  # type: ignore[arg-type]
+        table.hu[rows],
+        centres=recipe.data.eval_centres if centres is None else centres,
+        width=recipe.data.width,
+        batch_size=recipe.eval_batch_size,
+        device=device,
+        map_size=(table.size, table.size) if maps else None,
+        maps=maps and table.masks is not None,
+    )
+    out: dict[str, Any] = {"n_slices": float(rows.size)}
+    sel_rows, cls, _ = _select(table, rows)
+    if sel_rows.size:
+        pos = np.searchsorted(rows, sel_rows) if np.all(np.diff(rows) > 0) else _positions(rows, sel_rows)
+        p = pred.p_multi[pos]
+        out["acc"] = accuracy(cls, p.argmax(1))
+        aucs = one_vs_rest_auc(cls, p)
+        for k, a in enumerate(aucs):
+            out[f"auc_{CLASS_NAMES[k].lower()}"] = float(a)
+        out["auc_macro"] = float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
+        out["confusion"] = confusion_matrix(cls, p.argmax(1), n_cls).tolist()
+        out["n_rule_slices"] = float(sel_rows.size)
+    known = table.lesion[rows] >= 0
+    if pred.p_lesion is not None and known.any():
+        out["lesion_auc"] = roc_auc(table.lesion[rows][known], pred.p_lesion[known, 1])
+    if pred.maps is not None and table.masks is not None:
+        has = (table.lesion[rows] == 1) & table.masks[rows].reshape(rows.size, -1).any(1)
+        if has.any():
+            hits = pointing_game(pred.maps[has], table.masks[rows][has])
+            out["pointing_game"] = float(hits.mean())
+            out["dice@0.5"] = float(dice(pred.maps[has], table.masks[rows][has], threshold=0.5).mean())
+            out["n_map_slices"] = float(has.sum())
+    return out
+
+
+def _positions(rows: np.ndarray, sub: np.ndarray) -> np.ndarray:
+    where = {int(r): i for i, r in enumerate(rows)}
+    return np.array([where[int(r)] for r in sub])
+
+
+def evaluate_infnet(
+    model: SliceNet, folder: str | os.PathLike[str], recipe: SliceRecipe, device: torch.device
+) -> dict[str, float]:
+    """Pointing game and Dice of the with-lesion maps on Inf-Net's 8-bit slices and expert masks.
+
+    The JPG slices are already cropped to the lungs; each is resized to the network's input and its
+    grey values are mapped to HU with ``recipe.data.infnet_window`` (the window it is taken to have been
+    exported with), then run at the three window centres like any CT slice.
+    """
+    from PIL import Image
+
+    root = Path(folder)
+    img_dir = root / "TrainingSet" / "LungInfection-Train" / "Doctor-label" / "Imgs"
+    gt_dir = root / "TrainingSet" / "LungInfection-Train" / "Doctor-label" / "GT"
+    if not img_dir.exists():
+        raise InputError(f"{root}: not the Inf-Net layout (no {img_dir.relative_to(root)})")
+    s = recipe.model.input_size
+    centre, width = recipe.data.infnet_window
+    hus, masks = [], []
+    for img in sorted(img_dir.iterdir()):
+        gt = next(gt_dir.glob(img.stem + ".*"), None)
+        if gt is None:
+            continue
+        g = np.asarray(Image.open(img).convert("L").resize((s, s), Image.Resampling.BILINEAR), dtype=np.float32)
+        m = np.asarray(Image.open(gt).convert("L").resize((s, s), Image.Resampling.NEAREST)) > 127
+        hus.append(g * (width / 255.0) + (centre - width / 2.0))
+        masks.append(m)
+    if not hus:
+        raise InputError(f"{root}: no image with a ground-truth mask")
+    pred = predict_crops(
+        model, np.stack(hus), centres=recipe.data.eval_centres, width=recipe.data.width, device=device, map_size=(s, s)
+    )
+    assert pred.maps is not None
+    mk = np.stack(masks)
+    has = mk.reshape(len(mk), -1).any(1)
+    return {
+        "n_slices": float(has.sum()),
+        "pointing_game": float(pointing_game(pred.maps[has], mk[has]).mean()),
+        "dice@0.5": float(dice(pred.maps[has], mk[has], threshold=0.5).mean()),
+        "p_lesion_mean": float(pred.p_lesion[:, 1].mean()) if pred.p_lesion is not None else float("nan"),
+    }
+
+
+# ------------------------------------------------------------------------------------------ training
+def _block_rows(table: SliceTable, recipe: SliceRecipe) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rotate blocks of consecutive slices of every scan between train / val / test (dropping gaps)."""
+    d = recipe.data
+    period = d.block + d.gap
+    block_no = table.index // period
+    in_gap = table.index % period >= d.block
+    part = (block_no + table.patient) % 5  # 3 of 5 blocks train, 1 val, 1 test; shifted per scan
+    train = np.nonzero(~in_gap & (part < 3))[0]
+    val = np.nonzero(~in_gap & (part == 3))[0]
+    test = np.nonzero(~in_gap & (part == 4))[0]
+    return train, val, test
+
+
+def prepare_data(
+    recipe: SliceRecipe, data: str | os.PathLike[str], cache_dir: str | os.PathLike[str], *, progress: bool = True
+) -> dict[str, Any]:
+    """Cases, slice tables and row splits for ``recipe`` from the data folder ``data``."""
+    d = recipe.data
+    root = Path(data)
+    if d.source == "synthetic":
+        if not (root / "cohort.csv").exists() or d.synthetic_per_class > 0:
+            if d.synthetic_per_class <= 0:
+                raise InputError(f"{root}: no synthetic cohort (cohort.csv); make one with `m3lung phantom`")
+            from m3lung.phantom import PhantomConfig, write_cohort
+
+            size = d.synthetic_size
+            slices = d.synthetic_slices
+            pcfg = PhantomConfig(slices=slices) if size == 512 else PhantomConfig.small(size=size, slices=slices)
+            write_cohort(root, per_class=d.synthetic_per_class, seed=d.synthetic_seed, config=pcfg, progress=progress)
+        cases = synthetic_cases(root)
+    else:
+        cases = covidctmd_cases(root)
+    crop = LungCropConfig()
+    if d.holdout == "patients":
+        tr, va, te = split_by_patient(cases, d.split, seed=d.split_seed)
+        tables = {
+            name: build_slice_table(cs, size=d.size, cache_dir=cache_dir, crop=crop, progress=progress)
+            for name, cs in (("train", tr), ("val", va), ("test", te))
+            if cs
+        }
+        rows = {name: np.arange(len(t)) for name, t in tables.items()}
+        split_desc: dict[str, Any] = {
+            name: [c.patient_id for c in cs] for name, cs in (("train", tr), ("val", va), ("test", te))
+        }
+    else:
+        table = build_slice_table(cases, size=d.size, cache_dir=cache_dir, crop=crop, progress=progress)
+        tr_rows, va_rows, te_rows = _block_rows(table, recipe)
+        tables = {"train": table, "val": table, "test": table}
+        rows = {"train": tr_rows, "val": va_rows, "test": te_rows}
+        split_desc = {
+            name: {c.patient_id: table.index[r][table.patient[r] == i].tolist() for i, c in enumerate(cases)}
+            for name, r in rows.items()
+        }
+    return {"cases": cases, "tables": tables, "rows": rows, "split": split_desc}
+
+
+def train_slice(
+    recipe: SliceRecipe,
+    data: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    pretrained: str | None = None,
+    progress: bool = True,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> dict[str, Any]:
+    """Train the slice network as ``recipe`` says and evaluate ``best.pt`` on the held-out data.
+
+    Writes into ``out``: ``recipe.json``, ``split.json``, ``log.csv``, ``checkpoints/last.pt``,
+    ``best.pt`` and ``results.json`` (test figures). Returns the results.
+    """
+    from m3lung.train.engine import barrier, init_distributed
+
+    info = init_distributed(recipe.train)
+    out_dir = Path(out)
+    t0 = time.perf_counter()
+    cache = cache_dir or Path(out_dir) / "cache"
+    if not info.main:
+        barrier()  # rank 0 makes the data and the cache first; the others then read them
+    prep = prepare_data(recipe, data, cache, progress=progress and info.main)
+    if info.main and info.world > 1:
+        barrier()
+    t_data = time.perf_counter() - t0
+    seed_everything(recipe.train.seed, recipe.train.deterministic)
+    init_sink: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", M3LungWarning)
+        model, init = build_slice_net(recipe.model, pretrained or recipe.pretrained, sink=init_sink)
+    tables, rows = prep["tables"], prep["rows"]
+    task = SliceTask(recipe, tables["train"], rows["train"], tables.get("val"), rows.get("val"))
+    if info.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out_dir / "recipe.json", json.dumps(to_dict(recipe), indent=1))
+        write_text_atomic(out_dir / "split.json", json.dumps(prep["split"], indent=1))
+    provenance = {
+        "recipe": recipe.name,
+        "profile": recipe.profile,
+        "data": str(data),
+        "data_source": recipe.data.source,
+        "init": init,
+        "train_slices": task.train_size(),
+        "train_scans": len(prep["split"]["train"]),
+    }
+    t1 = time.perf_counter()
+    result = fit(
+        model,
+        task,
+        recipe.train,
+        out_dir,
+        resume=resume,
+        progress=progress,
+        model_config=recipe.model.to_dict(),
+        provenance=provenance,
+    )
+    t_train = time.perf_counter() - t1
+    if not info.main:
+        return {}
+    best = SliceNet(recipe.model)
+    doc = load_checkpoint(result.best_path, kind="slice_net")
+    load_state_checked(best, doc["state_dict"], source=str(result.best_path), target="SliceNet")
+    device = pick_device(recipe.train.device)
+    best.to(device)
+    results: dict[str, Any] = {
+        "recipe": recipe.name,
+        "profile": recipe.profile,
+        "data": str(data),
+        "data_note": "synthetic cohort (m3lung.phantom)" if recipe.data.source == "synthetic" else "real COVID-CT-MD",
+        "weights_hash": doc["weights_hash"],
+        "best_epoch": doc["provenance"].get("epoch"),
+        "init": init,
+        "init_warnings": init_sink,
+        "seconds": {"data": round(t_data, 1), "train": round(t_train, 1)},
+    }
+    if "test" in tables and rows["test"].size:
+        results["test"] = evaluate_slices(best, tables["test"], rows["test"], recipe, device)
+    if recipe.data.infnet:
+        infnet = Path(recipe.data.infnet)
+        if not infnet.is_absolute():
+            infnet = (Path(data) / infnet).resolve()
+        if infnet.exists():
+            results["infnet"] = evaluate_infnet(best, infnet, recipe, device)
+        else:
+            results["infnet"] = {"skipped": f"{infnet} not found"}
+    results["seconds"]["total"] = round(time.perf_counter() - t0, 1)
+    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=1, default=float))
+    return results
+
+
+def summarise(results: dict[str, Any]) -> str:
+    """A few lines for the terminal."""
+    lines = [f"recipe {results.get('recipe')} ({results.get('data_note')}), weights {results.get('weights_hash')}"]
+    t = results.get("test", {})
+    keys = ("acc", "auc_macro", "lesion_auc", "pointing_game", "dice@0.5")
+    if t:
+        lines.append("test: " + ", ".join(f"{k} {t[k]:.3f}" for k in keys if k in t))
+    if isinstance(results.get("infnet"), dict) and "pointing_game" in results["infnet"]:
+        i = results["infnet"]
+        pg, dc, n = i["pointing_game"], i["dice@0.5"], int(i["n_slices"])
+        lines.append(f"infnet: pointing game {pg:.3f}, dice@0.5 {dc:.3f} on {n} slices")
+    lines.append(f"seconds: {results.get('seconds')}")
+    return "\n".join(lines)
+
+
+def cases_summary(cases: Sequence[Case]) -> dict[str, int]:
+    """Number of scans per class name."""
+    out: dict[str, int] = {}
+    for c in cases:
+        out[CLASS_NAMES[c.label]] = out.get(CLASS_NAMES[c.label], 0) + 1
+    return out

@@ -1,0 +1,107 @@
+"""The M³Lung-Sys slice network: outputs, Table V switches, attention, coordinate maps, initialisation."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torchvision import models as tvm
+
+from m3lung.models import VARIANTS, SliceNet, SliceNetConfig, coordinate_maps
+
+torch.set_num_threads(2)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_outputs_per_variant(variant):
+    net = SliceNet(SliceNetConfig(backbone="resnet18", variant=variant)).eval()
+    with torch.no_grad():
+        out = net(torch.rand(3, 1, 96, 96))
+    assert out.class_logits.shape == (3, 4) and out.features.shape == (3, 256 + 512)
+    assert torch.allclose(out.p_multi.sum(1), torch.ones(3))
+    if variant == "vanilla":
+        assert out.lesion_logits is None and out.lesion_map is None and out.p_lesion is None
+    else:
+        assert out.p_lesion is not None and out.p_lesion.shape == (3, 2)
+        assert out.lesion_map is not None and out.lesion_map.shape == (3, 6, 6)  # f3 grid: stride 16
+        assert float(out.lesion_map.min()) >= 0 and float(out.lesion_map.max()) <= 1
+    assert (out.attention is not None) == (variant in ("attention", "full"))
+
+
+def test_resnet50_feature_is_3072_and_maps_upsample():
+    net = SliceNet(SliceNetConfig()).eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 3, 64, 64), map_size=(64, 64))
+    assert out.features.shape == (1, 3072)
+    assert out.lesion_map is not None and out.lesion_map.shape == (1, 64, 64)
+    assert net.layer4[0].conv1.in_channels == 1024 + 4 and net.layer4[0].downsample[0].in_channels == 1028
+
+
+def test_full_network_starts_as_the_backbone():
+    """New input channels of ResBlock4 start at zero: the full network computes what vanilla computes."""
+    base = tvm.resnet18(weights=None)
+    vanilla = SliceNet(SliceNetConfig(backbone="resnet18", variant="vanilla"), copy.deepcopy(base)).eval()
+    full = SliceNet(SliceNetConfig(backbone="resnet18", variant="full"), copy.deepcopy(base)).eval()
+    full.classifier.load_state_dict(vanilla.classifier.state_dict())
+    assert torch.equal(full.layer4[0].conv1.weight[:, :256], vanilla.layer4[0].conv1.weight)
+    assert torch.count_nonzero(full.layer4[0].conv1.weight[:, 256:]) == 0
+    x = torch.rand(2, 1, 80, 80)
+    with torch.no_grad():
+        a, b = vanilla(x), full(x)
+    torch.testing.assert_close(a.class_logits, b.class_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a.features, b.features, rtol=1e-5, atol=1e-5)
+
+
+def test_coordinate_maps():
+    cm = coordinate_maps(4, 5)
+    assert cm.shape == (3, 4, 5)
+    x, y, d = cm
+    assert x[0, 0] == -1 and x[0, -1] == 1 and y[0, 0] == -1 and y[-1, 0] == 1
+    torch.testing.assert_close(x[0], torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0]))
+    torch.testing.assert_close(d[0, 0], torch.tensor(2.0).sqrt())
+    assert coordinate_maps(1, 1).abs().sum() == 0
+
+
+def test_attention_uses_the_predicted_prototype():
+    net = SliceNet(SliceNetConfig(backbone="resnet18", variant="attention")).eval()
+    captured = {}
+    net.layer3.register_forward_hook(lambda m, i, o: captured.update(f3=o))
+    for forced in (0, 1):
+        with torch.no_grad():
+            assert net.lesion_head is not None
+            net.lesion_head.bias.copy_(torch.tensor([100.0, -100.0]) * (1 if forced == 0 else -1))
+            out = net(torch.rand(2, 1, 64, 64))
+        assert out.lesion_logits is not None and (out.lesion_logits.argmax(1) == forced).all()
+        w = net.lesion_head.weight[forced]
+        raw = torch.einsum("c,bchw->bhw", w, captured["f3"])
+        lo = raw.flatten(1).min(1).values.view(-1, 1, 1)
+        hi = raw.flatten(1).max(1).values.view(-1, 1, 1)
+        assert out.attention is not None
+        torch.testing.assert_close(out.attention, (raw - lo) / (hi - lo), rtol=1e-4, atol=1e-5)
+        # the map users see is always the with-lesion prototype's
+        w1 = net.lesion_head.weight[1]
+        raw1 = torch.einsum("c,bchw->bhw", w1, captured["f3"])
+        assert out.lesion_map is not None
+        assert torch.equal(out.lesion_map.flatten(1).argmax(1), raw1.flatten(1).argmax(1))
+
+
+def test_cosine_similarity_option():
+    net = SliceNet(SliceNetConfig(backbone="resnet18", similarity="cosine")).eval()
+    with torch.no_grad():
+        out = net(torch.rand(1, 1, 64, 64))
+    assert out.lesion_map is not None and 0 <= float(out.lesion_map.min()) <= float(out.lesion_map.max()) <= 1
+    with pytest.raises(ValueError):
+        SliceNetConfig(similarity="l2")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        SliceNetConfig(variant="bogus")  # type: ignore[arg-type]
+
+
+def test_class_loss_reaches_the_lesion_head_through_the_attention_map():
+    net = SliceNet(SliceNetConfig(backbone="resnet18", variant="attention")).train()
+    with torch.no_grad():  # the new input channel starts at zero; once trained it carries the gradient
+        net.layer4[0].conv1.weight[:, 256:].normal_()
+    out = net(torch.rand(2, 1, 64, 64))
+    out.class_logits.sum().backward()
+    assert net.lesion_head is not None and net.lesion_head.weight.grad is not None
+    assert float(net.lesion_head.weight.grad.abs().sum()) > 0

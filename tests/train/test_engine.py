@@ -1,0 +1,136 @@
+"""The training engine: determinism, exact resume, multi-process equivalence, outputs, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from m3lung.errors import InputError
+from m3lung.systems.m3lung import SlicePredictor, load_slice_recipe, train_slice
+from m3lung.train.checkpoint import load_checkpoint, weights_hash
+from m3lung.train.engine import DistInfo, batches, epoch_rows
+
+TINY = "slice_tiny"
+
+
+def test_epoch_rows_depend_on_seed_and_epoch_only():
+    a = epoch_rows(50, 3, 7)
+    assert np.array_equal(a, epoch_rows(50, 3, 7)) and sorted(a) == list(range(50))
+    assert not np.array_equal(a, epoch_rows(50, 4, 7))
+    w = np.r_[np.ones(45), np.full(5, 9.0)]  # 5 rare samples weighted 9x: about half the draws
+    d = epoch_rows(50, 0, 1, samples=4000, weights=w)
+    assert 0.4 < np.mean(d >= 45) < 0.6
+    assert len(epoch_rows(10, 0, 0, samples=25)) == 25
+
+
+def test_batches_split_across_processes():
+    rows = np.arange(20)
+    one = list(batches(rows, 8, DistInfo(0, 1)))
+    two = [list(batches(rows, 8, DistInfo(r, 2))) for r in (0, 1)]
+    assert len(one) == 2  # the last partial batch is dropped
+    for b, (r0, r1) in zip(one, zip(*two, strict=True), strict=True):
+        assert np.array_equal(b, np.concatenate([r0, r1]))
+    with pytest.raises(InputError):
+        list(batches(rows, 7, DistInfo(0, 2)))
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    """The tiny recipe's synthetic cohort, made once."""
+    from m3lung.systems.m3lung import prepare_data
+
+    root = tmp_path_factory.mktemp("tiny_cohort")
+    prepare_data(load_slice_recipe(TINY), root / "data", root / "cache", progress=False)
+    return root
+
+
+def _run(cohort, out, *overrides, resume=False):
+    recipe = load_slice_recipe(TINY, list(overrides))
+    return train_slice(recipe, cohort / "data", out, resume=resume, progress=False, cache_dir=cohort / "cache")
+
+
+def _last_weights(out) -> str:
+    state = torch.load(Path(out) / "checkpoints" / "last.pt", weights_only=True)
+    return weights_hash(state["model"])
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_everything(cohort, tmp_path):
+    res = _run(cohort, tmp_path / "run")
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"best.pt", "log.csv", "results.json", "recipe.json", "split.json", "checkpoints"} <= files
+    doc = load_checkpoint(tmp_path / "run" / "best.pt", kind="slice_net")
+    assert doc["config"]["backbone"] == "resnet18" and doc["provenance"]["recipe"] == "slice_tiny"
+    assert doc["provenance"]["init"] == {"init": "random"} and doc["weights_hash"] == res["weights_hash"]
+    t = res["test"]
+    assert 0 <= t["acc"] <= 1 and 0 <= t["lesion_auc"] <= 1 and 0 <= t["pointing_game"] <= 1
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert len(log) == 3 and log[0].startswith("epoch,lr,train_loss")
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert not set(split["train"]) & set(split["test"])  # patients never straddle splits
+    with pytest.raises(InputError, match="already holds a training run"):
+        _run(cohort, tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_same_seed_same_weights_and_resume_is_exact(cohort, tmp_path):
+    _run(cohort, tmp_path / "a")
+    _run(cohort, tmp_path / "b")
+    assert _last_weights(tmp_path / "a") == _last_weights(tmp_path / "b")
+    _run(cohort, tmp_path / "c", "train.epochs=1")  # interrupted after one epoch ...
+    _run(cohort, tmp_path / "c", resume=True)  # ... and resumed to the recipe's two
+    assert _last_weights(tmp_path / "c") == _last_weights(tmp_path / "a")
+    assert len((tmp_path / "c" / "log.csv").read_text().splitlines()) == 3
+    _run(cohort, tmp_path / "d", "train.seed=5")
+    assert _last_weights(tmp_path / "d") != _last_weights(tmp_path / "a")
+
+
+@pytest.mark.slow
+def test_two_processes_on_gloo_match_one(cohort, tmp_path):
+    """torchrun with 2 CPU processes (gloo) computes what 1 process computes with the same global batch."""
+    sets = ["train.freeze_bn=true", "train.device=cpu"]
+    _run(cohort, tmp_path / "one", *sets)
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "m3lung.cli", "train", "slice", "--recipe", TINY, "--data", str(cohort / "data"),
+        "--out", str(tmp_path / "two"), "--cache", str(cohort / "cache"), "--quiet",
+        *[x for s in sets for x in ("--set", s)],
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    a = torch.load(tmp_path / "one" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "two" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    # Gradients are summed in a different order, so the weights drift apart by float rounding only: a
+    # wrong all-reduce (sum instead of mean, or different samples) moves them by the size of an update.
+    keys = [k for k in a if a[k].is_floating_point()]
+    fa = torch.cat([a[k].flatten() for k in keys])
+    fb = torch.cat([b[k].flatten() for k in keys])
+    assert ((fa - fb).norm() / fa.norm()).item() < 1e-3
+    for line in (1, 2):
+        one = (tmp_path / "one" / "log.csv").read_text().splitlines()[line].split(",")
+        two = (tmp_path / "two" / "log.csv").read_text().splitlines()[line].split(",")
+        assert abs(float(one[2]) - float(two[2])) < 1e-3 * line  # the same mean training loss per epoch
+
+
+@pytest.mark.slow
+def test_predictor_on_a_volume(cohort, tmp_path):
+    from m3lung.io import read_ct
+
+    _run(cohort, tmp_path / "run")
+    pred = SlicePredictor(tmp_path / "run" / "best.pt", device="cpu", batch_size=5)
+    ct = next(p for p in (cohort / "data").glob("*/ct"))
+    vol = read_ct(ct)
+    out = pred.predict(vol)
+    n = vol.n_slices
+    assert out.p_multi.shape == (n, 4) and out.p_lesion is not None and out.p_lesion.shape == (n, 2)
+    assert out.maps is not None and out.maps.shape == (n, 64, 64) and out.features.shape == (n, 768)
+    np.testing.assert_allclose(out.p_multi.sum(1), 1, atol=1e-5)
+    assert out.boxes.shape == (n, 4) and out.weights_hash == pred.weights_hash
