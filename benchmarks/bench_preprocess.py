@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from skimage import measure, morphology, segmentation, transform
 
+from _markdown import write_section
 from m3lung.io import read_ct
 from m3lung.phantom import PhantomConfig, make_study
 from m3lung.preprocess import LungCropConfig, prepare_slices
@@ -37,7 +38,6 @@ from m3lung.preprocess import LungCropConfig, prepare_slices
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("M3LUNG_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CENTRES = (-700.0, -600.0, -500.0)
-START, END = "<!-- bench_preprocess:start -->", "<!-- bench_preprocess:end -->"
 
 
 def skimage_per_slice(hu: np.ndarray, size: int = 512, margin: int = 10) -> np.ndarray:
@@ -111,7 +111,6 @@ def main() -> int:
             rows.append((label, "m3lung vectorised, default options", to, v.n_slices / to, tb / to))
 
     lines = [
-        START,
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"numpy {np.__version__}. Command: `python benchmarks/bench_preprocess.py --slices {args.slices} "
         f"--repeat {args.repeat} --write`. Medians of {args.repeat} runs; ratio = baseline time / time, same run.",
@@ -123,17 +122,9 @@ def main() -> int:
     if reads:
         lines += ["", "| COVID-CT-MD volume (JPEG Lossless DICOM) | slices | read_ct seconds |", "|---|---:|---:|"]
         lines += [f"| {name} | {ns} | {t:.2f} |" for name, ns, t in reads]
-    lines.append(END)
-    text = "\n".join(lines)
-    print(text)
+    print("\n".join(lines))
     if args.write:
-        bench = ROOT / "BENCHMARKS.md"
-        old = bench.read_text() if bench.exists() else "# Benchmarks\n"
-        if START in old:
-            new = old[: old.index(START)] + text + old[old.index(END) + len(END) :]
-        else:
-            new = old.rstrip() + "\n\n## Preprocessing (issue 2)\n\n" + text + "\n"
-        bench.write_text(new)
+        write_section("bench_preprocess", lines, "Preprocessing (issue 2)")
     return 0
 
 

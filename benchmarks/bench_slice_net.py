@@ -21,14 +21,11 @@ import platform
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
+from _markdown import write_section
 from m3lung.models import SliceNet, SliceNetConfig
-
-ROOT = Path(__file__).resolve().parents[1]
-START, END = "<!-- bench_slice_net:start -->", "<!-- bench_slice_net:end -->"
 
 
 def _time(fn, repeat: int, device: torch.device) -> float:
@@ -109,7 +106,6 @@ def main() -> int:
         else f"{platform.machine()} CPU, {os.cpu_count()} cores"
     )
     lines = [
-        START,
         f"Device: {dev}; torch {torch.__version__}, {torch.get_num_threads()} threads. Command: "
         f"`python benchmarks/bench_slice_net.py --device {device.type} --repeat {args.repeat} --write`. "
         f"Random inputs, batch {batch} for inference; medians of {args.repeat} timed batches after a warm-up.",
@@ -120,19 +116,9 @@ def main() -> int:
     lines += [f"| {s} | {name} | {v:.1f} | {r:.2f}x |" for s, name, v, r in rows]
     lines += ["", "| training | samples/s |", "|---|---:|"]
     lines += [f"| {name} | {v:.1f} |" for name, v in train_rows]
-    lines.append(END)
-    text = "\n".join(lines)
-    print(text)
+    print("\n".join(lines))
     if args.write:
-        bench = ROOT / "BENCHMARKS.md"
-        old = bench.read_text() if bench.exists() else "# Benchmarks\n"
-        start, end = START.replace("start", f"start:{device.type}"), END.replace("end", f"end:{device.type}")
-        text = text.replace(START, start).replace(END, end)
-        if start in old:
-            new = old[: old.index(start)] + text + old[old.index(end) + len(end) :]
-        else:
-            new = old.rstrip() + f"\n\n## Slice network on {device.type.upper()} (issue 3)\n\n" + text + "\n"
-        bench.write_text(new)
+        write_section(f"bench_slice_net:{device.type}", lines, f"Slice network on {device.type.upper()} (issue 3)")
     return 0
 
 

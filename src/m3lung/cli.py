@@ -147,6 +147,16 @@ def cmd_train_slice(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_slice(args: argparse.Namespace) -> int:
+    from m3lung.systems.m3lung import evaluate_slice_run, summarise
+
+    results = evaluate_slice_run(
+        args.run, args.data, weights=args.weights, cache_dir=args.cache, progress=not args.quiet
+    )
+    print(summarise(results))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from m3lung.systems.demo import run_demo
 
@@ -206,6 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value, e.g. train.epochs=3")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train_slice)
+
+    p = sub.add_parser("evaluate", help="re-test a trained network on its run's held-out data")
+    esub = p.add_subparsers(dest="what", required=True, metavar="NETWORK")
+    e = esub.add_parser("slice", help="the M³Lung-Sys slice network (writes RUN/results.json)")
+    e.add_argument("run", help="a run folder written by `m3lung train slice`")
+    e.add_argument("--data", required=True, help="the data the run trained on")
+    e.add_argument("--weights", help="checkpoint to test (default: RUN/best.pt)")
+    e.add_argument("--cache", help="folder for preprocessed slices (default: RUN/cache)")
+    e.add_argument("--quiet", action="store_true", help="no progress bars")
+    e.set_defaults(func=cmd_evaluate_slice)
 
     p = sub.add_parser("demo", help="make a synthetic study and run the pipeline on it (no data, no downloads)")
     p.add_argument("--out", required=True)

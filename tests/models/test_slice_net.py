@@ -105,3 +105,26 @@ def test_class_loss_reaches_the_lesion_head_through_the_attention_map():
     out.class_logits.sum().backward()
     assert net.lesion_head is not None and net.lesion_head.weight.grad is not None
     assert float(net.lesion_head.weight.grad.abs().sum()) > 0
+
+
+def test_contrast_map_depends_only_on_what_the_lesion_logit_depends_on():
+    """Adding one vector to both lesion-head rows leaves P(lesion) and the contrast map unchanged, not the paper's."""
+    torch.manual_seed(0)
+    net = SliceNet(SliceNetConfig(backbone="resnet18", variant="multitask")).eval()
+    x = torch.rand(2, 1, 96, 96)
+    with torch.no_grad():
+        before = net(x, map_prototype="contrast")
+        paper_before = net(x)
+        shift = torch.randn(net.lesion_head.weight.shape[1])
+        net.lesion_head.weight += shift  # broadcast over both rows
+        after = net(x, map_prototype="contrast")
+        paper_after = net(x)
+    torch.testing.assert_close(after.p_lesion, before.p_lesion)
+    torch.testing.assert_close(after.lesion_map, before.lesion_map)
+    assert not torch.allclose(paper_after.lesion_map, paper_before.lesion_map, atol=1e-3)
+    configured = SliceNet(SliceNetConfig(backbone="resnet18", variant="multitask", map_prototype="contrast")).eval()
+    configured.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(configured(x).lesion_map, after.lesion_map)
+    with pytest.raises(ValueError, match="map_prototype"):
+        SliceNetConfig(map_prototype="other")  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from m3lung.errors import InputError
-from m3lung.systems.m3lung import SlicePredictor, load_slice_recipe, train_slice
+from m3lung.systems.m3lung import SlicePredictor, evaluate_slice_run, load_slice_recipe, train_slice
 from m3lung.train.checkpoint import load_checkpoint, weights_hash
 from m3lung.train.engine import DistInfo, batches, epoch_rows
 
@@ -77,6 +77,20 @@ def test_tiny_run_writes_everything(cohort, tmp_path):
     assert not set(split["train"]) & set(split["test"])  # patients never straddle splits
     with pytest.raises(InputError, match="already holds a training run"):
         _run(cohort, tmp_path / "run")
+    for proto in ("with_lesion", "contrast"):
+        assert 0 <= t[f"pointing_game[{proto}]"] <= 1 and 0 <= t[f"dice@0.5[{proto}]"] <= 1
+    assert t["pointing_game"] == t["pointing_game[with_lesion]"]  # the recipe keeps the paper's map
+
+    # `m3lung evaluate slice` re-tests best.pt on the same held-out scans and finds the same figures
+    again = evaluate_slice_run(tmp_path / "run", cohort / "data", cache_dir=cohort / "cache", progress=False)
+    assert again["weights_hash"] == res["weights_hash"]
+    for key in ("acc", "lesion_auc", "pointing_game[contrast]", "dice@0.5[with_lesion]"):
+        assert again["test"][key] == pytest.approx(t[key], abs=1e-6)
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    split["test"] = split["test"][:-1]
+    (tmp_path / "run" / "split.json").write_text(json.dumps(split))
+    with pytest.raises(InputError, match="do not give the split"):
+        evaluate_slice_run(tmp_path / "run", cohort / "data", cache_dir=cohort / "cache", progress=False)
 
 
 @pytest.mark.slow

@@ -31,6 +31,7 @@ from torch import nn
 Backbone = Literal["resnet18", "resnet34", "resnet50"]
 Variant = Literal["vanilla", "multitask", "attention", "full"]
 VARIANTS: tuple[str, ...] = ("vanilla", "multitask", "attention", "full")
+MAP_PROTOTYPES: tuple[str, ...] = ("with_lesion", "contrast")
 _CHANNELS = {"resnet18": (256, 512), "resnet34": (256, 512), "resnet50": (1024, 2048)}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,6 +47,11 @@ class SliceNetConfig:
     input_size : side of the square input in pixels (paper: 512). Informational: the network is
         fully convolutional up to the global pooling, so any size works.
     similarity : "dot" (CAM-like, choice) or "cosine" for the attention map.
+    map_prototype : which prototype draws the lesion map users see (choice; it never changes training):
+        "with_lesion" (the paper's: similarity to the with-lesion weight row) or "contrast" (the
+        difference of the with-lesion and lesion-free rows, the part of the prototype the lesion
+        logit actually depends on; the common part of the two rows is left at its random
+        initialisation by the softmax loss and adds a class-independent pattern to the paper's map).
     imagenet_norm : normalise the grey input with ImageNet's mean/std inside the network (choice:
         always on, so that ImageNet weights and random weights see the same input).
     """
@@ -56,6 +62,7 @@ class SliceNetConfig:
     input_size: int = 512
     similarity: Literal["dot", "cosine"] = "dot"
     imagenet_norm: bool = True
+    map_prototype: Literal["with_lesion", "contrast"] = "with_lesion"
 
     def __post_init__(self) -> None:
         if self.backbone not in _CHANNELS:
@@ -64,6 +71,8 @@ class SliceNetConfig:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.similarity not in ("dot", "cosine"):
             raise ValueError(f"similarity must be 'dot' or 'cosine', got {self.similarity!r}")
+        if self.map_prototype not in MAP_PROTOTYPES:
+            raise ValueError(f"map_prototype must be one of {MAP_PROTOTYPES}, got {self.map_prototype!r}")
 
     @property
     def multitask(self) -> bool:
@@ -195,8 +204,26 @@ class SliceNet(nn.Module):
             return torch.einsum("bc,bchw->bhw", F.normalize(w, dim=1), F.normalize(f3, dim=1))
         return torch.einsum("bc,bchw->bhw", w, f3)
 
-    def forward(self, x: torch.Tensor, *, map_size: tuple[int, int] | None = None) -> SliceOutput:
-        """Run the network; ``map_size`` upsamples the lesion map (bilinear) to that (h, w), e.g. the input's."""
+    def _lesion_map(self, f3: torch.Tensor, prototype: str) -> torch.Tensor:
+        """The with-lesion map (B, h, w) in [0, 1] drawn by ``prototype`` (see :class:`SliceNetConfig`)."""
+        assert self.lesion_head is not None
+        if prototype == "contrast":
+            w = self.lesion_head.weight[1] - self.lesion_head.weight[0]
+            if self.config.similarity == "cosine":
+                sim = torch.einsum("c,bchw->bhw", F.normalize(w, dim=0), F.normalize(f3, dim=1))
+            else:
+                sim = torch.einsum("c,bchw->bhw", w, f3)
+            return _minmax(sim.float())
+        with_lesion = torch.ones(f3.shape[0], dtype=torch.long, device=f3.device)
+        return _minmax(self._prototype_map(f3, with_lesion).float())
+
+    def forward(
+        self, x: torch.Tensor, *, map_size: tuple[int, int] | None = None, map_prototype: str | None = None
+    ) -> SliceOutput:
+        """Run the network; ``map_size`` upsamples the lesion map (bilinear) to that (h, w), e.g. the input's.
+
+        ``map_prototype`` overrides the config's choice of prototype for the lesion map of this call.
+        """
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         if self.config.imagenet_norm:
@@ -208,8 +235,7 @@ class SliceNet(nn.Module):
         inputs = [f3]
         if lesion_logits is not None:
             with torch.no_grad():  # the map users see; training never needs its gradient
-                with_lesion = torch.ones(f3.shape[0], dtype=torch.long, device=f3.device)
-                lesion_map = _minmax(self._prototype_map(f3, with_lesion).float())
+                lesion_map = self._lesion_map(f3, map_prototype or self.config.map_prototype)
             if self.config.attention:  # gradients flow through the map ResBlock4 reads (choice)
                 predicted = lesion_logits.argmax(dim=1)
                 attention = _minmax(self._prototype_map(f3, predicted))

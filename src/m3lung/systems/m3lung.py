@@ -135,6 +135,7 @@ def predict_crops(
     map_size: tuple[int, int] | None = None,
     maps: bool = True,
     bf16: bool = False,
+    map_prototype: str | None = None,
 ) -> SliceBatchPrediction:
     """Run the slice network on lung crops ``hu`` (N, S, S) in HU at every window centre and average.
 
@@ -152,7 +153,7 @@ def predict_crops(
             b = x.shape[0]
             w = ((x.unsqueeze(1) - (c - width / 2)) / width).clamp_(0, 1).reshape(b * k, 1, *x.shape[1:])
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
-                out = model(w, map_size=map_size if maps else None)
+                out = model(w, map_size=map_size if maps else None, map_prototype=map_prototype)
             pm.append(out.p_multi.float().view(b, k, -1).mean(1).cpu())
             ft.append(out.features.float().view(b, k, -1).mean(1).cpu())
             if out.p_lesion is not None:
@@ -332,7 +333,8 @@ def evaluate_slices(
     * ``lesion_auc``: the lesion head on *every* slice with a known label (P(with lesion) against
       the truth), diseased scans' lesion-free slices included;
     * ``pointing_game`` and ``dice@0.5``: the with-lesion maps against the lesion masks, on the
-      slices with lesion, when masks are known.
+      slices with lesion, when masks are known, for the model's map prototype; the same figures for
+      both prototypes as ``pointing_game[with_lesion]``, ``pointing_game[contrast]`` (and Dice).
     """
     assert isinstance(model, SliceNet) or hasattr(model, "config")
     n_cls = recipe.model.num_classes
@@ -364,10 +366,40 @@ def evaluate_slices(
     if pred.maps is not None and table.masks is not None:
         has = (table.lesion[rows] == 1) & table.masks[rows].reshape(rows.size, -1).any(1)
         if has.any():
-            hits = pointing_game(pred.maps[has], table.masks[rows][has])
-            out["pointing_game"] = float(hits.mean())
-            out["dice@0.5"] = float(dice(pred.maps[has], table.masks[rows][has], threshold=0.5).mean())
+            masks = table.masks[rows][has]
+            out.update(_map_figures(pred.maps[has], masks, _configured_prototype(model)))
+            other = _other_prototype(model)
+            alt = predict_crops(
+                model,  # type: ignore[arg-type]
+                table.hu[rows][has],
+                centres=recipe.data.eval_centres if centres is None else centres,
+                width=recipe.data.width,
+                batch_size=recipe.eval_batch_size,
+                device=device,
+                map_size=(table.size, table.size),
+                map_prototype=other,
+            )
+            assert alt.maps is not None
+            out.update(_map_figures(alt.maps, masks, other, main=False))
             out["n_map_slices"] = float(has.sum())
+    return out
+
+
+def _configured_prototype(model: Any) -> str:
+    return str(getattr(model.config, "map_prototype", "with_lesion"))
+
+
+def _other_prototype(model: Any) -> str:
+    return "contrast" if _configured_prototype(model) == "with_lesion" else "with_lesion"
+
+
+def _map_figures(maps: np.ndarray, masks: np.ndarray, prototype: str, *, main: bool = True) -> dict[str, float]:
+    """Pointing game and Dice@0.5 of ``maps`` against ``masks``, keyed by prototype (and plainly when main)."""
+    pg = float(pointing_game(maps, masks).mean())
+    dc = float(dice(maps, masks, threshold=0.5).mean())
+    out = {f"pointing_game[{prototype}]": pg, f"dice@0.5[{prototype}]": dc}
+    if main:
+        out.update({"pointing_game": pg, "dice@0.5": dc})
     return out
 
 
@@ -405,18 +437,26 @@ def evaluate_infnet(
         masks.append(m)
     if not hus:
         raise InputError(f"{root}: no image with a ground-truth mask")
-    pred = predict_crops(
-        model, np.stack(hus), centres=recipe.data.eval_centres, width=recipe.data.width, device=device, map_size=(s, s)
-    )
-    assert pred.maps is not None
     mk = np.stack(masks)
     has = mk.reshape(len(mk), -1).any(1)
-    return {
-        "n_slices": float(has.sum()),
-        "pointing_game": float(pointing_game(pred.maps[has], mk[has]).mean()),
-        "dice@0.5": float(dice(pred.maps[has], mk[has], threshold=0.5).mean()),
-        "p_lesion_mean": float(pred.p_lesion[:, 1].mean()) if pred.p_lesion is not None else float("nan"),
-    }
+    x = np.stack(hus)[has]
+    out: dict[str, float] = {"n_slices": float(has.sum())}
+    for prototype in (_configured_prototype(model), _other_prototype(model)):
+        pred = predict_crops(
+            model,
+            x,
+            centres=recipe.data.eval_centres,
+            width=recipe.data.width,
+            batch_size=recipe.eval_batch_size,
+            device=device,
+            map_size=(s, s),
+            map_prototype=prototype,
+        )
+        assert pred.maps is not None
+        out.update(_map_figures(pred.maps, mk[has], prototype, main=prototype == _configured_prototype(model)))
+        if pred.p_lesion is not None:
+            out["p_lesion_mean"] = float(pred.p_lesion[:, 1].mean())
+    return out
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -537,21 +577,34 @@ def train_slice(
     t_train = time.perf_counter() - t1
     if not info.main:
         return {}
+    results = test_checkpoint(recipe, prep, result.best_path, data)
+    results["seconds"] = {"data": round(t_data, 1), "train": round(t_train, 1), **results["seconds"]}
+    results["init_warnings"] = init_sink
+    results["seconds"]["total"] = round(time.perf_counter() - t0, 1)
+    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=1, default=float))
+    return results
+
+
+def test_checkpoint(
+    recipe: SliceRecipe, prep: dict[str, Any], weights: str | os.PathLike[str], data: str | os.PathLike[str]
+) -> dict[str, Any]:
+    """Figures of the checkpoint ``weights`` on the held-out part of ``prep`` (and Inf-Net when set)."""
+    t0 = time.perf_counter()
     best = SliceNet(recipe.model)
-    doc = load_checkpoint(result.best_path, kind="slice_net")
-    load_state_checked(best, doc["state_dict"], source=str(result.best_path), target="SliceNet")
+    doc = load_checkpoint(weights, kind="slice_net")
+    load_state_checked(best, doc["state_dict"], source=str(weights), target="SliceNet")
     device = pick_device(recipe.train.device)
     best.to(device)
+    tables, rows = prep["tables"], prep["rows"]
     results: dict[str, Any] = {
         "recipe": recipe.name,
         "profile": recipe.profile,
         "data": str(data),
         "data_note": "synthetic cohort (m3lung.phantom)" if recipe.data.source == "synthetic" else "real COVID-CT-MD",
+        "weights": str(weights),
         "weights_hash": doc["weights_hash"],
         "best_epoch": doc["provenance"].get("epoch"),
-        "init": init,
-        "init_warnings": init_sink,
-        "seconds": {"data": round(t_data, 1), "train": round(t_train, 1)},
+        "init": doc["provenance"].get("init"),
     }
     if "test" in tables and rows["test"].size:
         results["test"] = evaluate_slices(best, tables["test"], rows["test"], recipe, device)
@@ -563,8 +616,36 @@ def train_slice(
             results["infnet"] = evaluate_infnet(best, infnet, recipe, device)
         else:
             results["infnet"] = {"skipped": f"{infnet} not found"}
-    results["seconds"]["total"] = round(time.perf_counter() - t0, 1)
-    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=1, default=float))
+    results["seconds"] = {"test": round(time.perf_counter() - t0, 1)}
+    return results
+
+
+def evaluate_slice_run(
+    run: str | os.PathLike[str],
+    data: str | os.PathLike[str],
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Re-test a finished training run (its ``best.pt``, or ``weights``) on its own held-out data.
+
+    The recipe and split come from the run folder; the split rebuilt from ``data`` must be the one
+    the run trained with, or this refuses. Writes ``results.json`` (atomically) and returns it.
+    """
+    run_dir = Path(run)
+    if not (run_dir / "recipe.json").exists():
+        raise InputError(f"{run_dir}: not a training run (no recipe.json)")
+    recipe = from_dict(SliceRecipe, json.loads((run_dir / "recipe.json").read_text()), where=str(run_dir))
+    prep = prepare_data(recipe, data, cache_dir or run_dir / "cache", progress=progress)
+    saved = json.loads((run_dir / "split.json").read_text()) if (run_dir / "split.json").exists() else None
+    if saved is not None and json.loads(json.dumps(prep["split"])) != saved:
+        raise InputError(f"{data}: these data do not give the split {run_dir} trained with (split.json)")
+    weights = weights or run_dir / "best.pt"
+    if not Path(weights).exists():
+        raise InputError(f"{weights}: no such checkpoint")
+    results = test_checkpoint(recipe, prep, weights, data)
+    write_text_atomic(run_dir / "results.json", json.dumps(results, indent=1, default=float))
     return results
 
 
@@ -572,13 +653,21 @@ def summarise(results: dict[str, Any]) -> str:
     """A few lines for the terminal."""
     lines = [f"recipe {results.get('recipe')} ({results.get('data_note')}), weights {results.get('weights_hash')}"]
     t = results.get("test", {})
-    keys = ("acc", "auc_macro", "lesion_auc", "pointing_game", "dice@0.5")
+    keys = (
+        "acc",
+        "auc_macro",
+        "lesion_auc",
+        "pointing_game[with_lesion]",
+        "dice@0.5[with_lesion]",
+        "pointing_game[contrast]",
+        "dice@0.5[contrast]",
+    )
     if t:
         lines.append("test: " + ", ".join(f"{k} {t[k]:.3f}" for k in keys if k in t))
     if isinstance(results.get("infnet"), dict) and "pointing_game" in results["infnet"]:
         i = results["infnet"]
-        pg, dc, n = i["pointing_game"], i["dice@0.5"], int(i["n_slices"])
-        lines.append(f"infnet: pointing game {pg:.3f}, dice@0.5 {dc:.3f} on {n} slices")
+        figs = ", ".join(f"{k} {v:.3f}" for k, v in i.items() if k.startswith(("pointing_game[", "dice@0.5[")))
+        lines.append(f"infnet ({int(i['n_slices'])} slices): {figs}")
     lines.append(f"seconds: {results.get('seconds')}")
     return "\n".join(lines)
 
