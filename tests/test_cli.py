@@ -153,3 +153,17 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
     assert "synthetic data" in out and "identical voxels" in out
     assert (tmp_path / "demo" / "preprocessed" / "crop.json").exists()
     assert len(list((tmp_path / "demo" / "preprocessed" / "slices").glob("*.png"))) >= 96
+
+
+@pytest.mark.realdata
+def test_real_dicom_reads_without_log_spam():
+    """COVID-CT-MD's UUID-style UIDs make pydicom log one line per file; the CLI shows them only with -v."""
+    from helpers import COVIDCTMD, COVIDCTMD_CASES, need_shared
+
+    need_shared("covid-ct-md")
+    folder = str(COVIDCTMD / COVIDCTMD_CASES["P002"][0])
+    r = subprocess.run([sys.executable, "-m", "m3lung.cli", "info", folder], capture_output=True, text=True)
+    assert r.returncode == 0 and "133" in r.stdout
+    assert "Invalid value for VR UI" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "m3lung.cli", "-v", "info", folder], capture_output=True, text=True)
+    assert r.returncode == 0 and "Invalid value for VR UI" in r.stderr

@@ -239,6 +239,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    if not args.verbose:
+        # pydicom logs one line per file for tags it finds malformed but reads anyway (e.g. UUID-style
+        # UIDs in COVID-CT-MD); they never change the image, so only --verbose shows them. pydicom sets
+        # its logger's level when first imported, so import it before lowering the level.
+        import pydicom  # noqa: F401
+
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
     warnings.showwarning = _show_warning
     try:
         return int(args.func(args))
