@@ -80,6 +80,9 @@ def test_tiny_run_writes_everything(cohort, tmp_path):
     for proto in ("with_lesion", "contrast"):
         assert 0 <= t[f"pointing_game[{proto}]"] <= 1 and 0 <= t[f"dice@0.5[{proto}]"] <= 1
     assert t["pointing_game"] == t["pointing_game[with_lesion]"]  # the recipe keeps the paper's map
+    assert 0 < t["pointing_game_chance"] < 0.5
+    per_class = [t[f"pointing_game_{c}"] for c in ("covid-19", "h1n1", "cap") if f"pointing_game_{c}" in t]
+    assert per_class and min(per_class) <= t["pointing_game"] <= max(per_class)
 
     # `m3lung evaluate slice` re-tests best.pt on the same held-out scans and finds the same figures
     again = evaluate_slice_run(tmp_path / "run", cohort / "data", cache_dir=cohort / "cache", progress=False)

@@ -334,7 +334,9 @@ def evaluate_slices(
       the truth), diseased scans' lesion-free slices included;
     * ``pointing_game`` and ``dice@0.5``: the with-lesion maps against the lesion masks, on the
       slices with lesion, when masks are known, for the model's map prototype; the same figures for
-      both prototypes as ``pointing_game[with_lesion]``, ``pointing_game[contrast]`` (and Dice).
+      both prototypes as ``pointing_game[with_lesion]``, ``pointing_game[contrast]`` (and Dice);
+      ``pointing_game_<class>`` per scan class and ``pointing_game_chance``, the mean lesion area
+      fraction (how often a random point would hit).
     """
     assert isinstance(model, SliceNet) or hasattr(model, "config")
     n_cls = recipe.model.num_classes
@@ -382,6 +384,12 @@ def evaluate_slices(
             assert alt.maps is not None
             out.update(_map_figures(alt.maps, masks, other, main=False))
             out["n_map_slices"] = float(has.sum())
+            # a point dropped at random hits a lesion this often: the pointing game's chance level
+            out["pointing_game_chance"] = float(masks.reshape(masks.shape[0], -1).mean(1).mean())
+            hits = pointing_game(pred.maps[has], masks)
+            label = table.label[rows][has]
+            for k in np.unique(label):
+                out[f"pointing_game_{CLASS_NAMES[int(k)].lower()}"] = float(hits[label == k].mean())
     return out
 
 
@@ -440,7 +448,10 @@ def evaluate_infnet(
     mk = np.stack(masks)
     has = mk.reshape(len(mk), -1).any(1)
     x = np.stack(hus)[has]
-    out: dict[str, float] = {"n_slices": float(has.sum())}
+    out: dict[str, float] = {
+        "n_slices": float(has.sum()),
+        "pointing_game_chance": float(mk[has].reshape(int(has.sum()), -1).mean(1).mean()),
+    }
     for prototype in (_configured_prototype(model), _other_prototype(model)):
         pred = predict_crops(
             model,
@@ -661,12 +672,13 @@ def summarise(results: dict[str, Any]) -> str:
         "dice@0.5[with_lesion]",
         "pointing_game[contrast]",
         "dice@0.5[contrast]",
+        "pointing_game_chance",
     )
     if t:
         lines.append("test: " + ", ".join(f"{k} {t[k]:.3f}" for k in keys if k in t))
     if isinstance(results.get("infnet"), dict) and "pointing_game" in results["infnet"]:
         i = results["infnet"]
-        figs = ", ".join(f"{k} {v:.3f}" for k, v in i.items() if k.startswith(("pointing_game[", "dice@0.5[")))
+        figs = ", ".join(f"{k} {v:.3f}" for k, v in i.items() if k.startswith(("pointing_game", "dice@0.5[")))
         lines.append(f"infnet ({int(i['n_slices'])} slices): {figs}")
     lines.append(f"seconds: {results.get('seconds')}")
     return "\n".join(lines)
