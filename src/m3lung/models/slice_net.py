@@ -28,11 +28,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-Backbone = Literal["resnet18", "resnet34", "resnet50"]
+Backbone = Literal["resnet10n", "resnet10", "resnet18", "resnet34", "resnet50"]
 Variant = Literal["vanilla", "multitask", "attention", "full"]
 VARIANTS: tuple[str, ...] = ("vanilla", "multitask", "attention", "full")
 MAP_PROTOTYPES: tuple[str, ...] = ("with_lesion", "contrast")
-_CHANNELS = {"resnet18": (256, 512), "resnet34": (256, 512), "resnet50": (1024, 2048)}
+_CHANNELS = {
+    "resnet10n": (64, 128),
+    "resnet10": (256, 512),
+    "resnet18": (256, 512),
+    "resnet34": (256, 512),
+    "resnet50": (1024, 2048),
+}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -41,7 +47,10 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class SliceNetConfig:
     """Architecture of the slice network (defaults: the paper's).
 
-    backbone : torchvision ResNet (paper: resnet50).
+    backbone : torchvision ResNet (paper: resnet50); "resnet10" is torchvision's ResNet with one basic
+        block per stage (4.9 M parameters, no ImageNet weights); "resnet10n" the same at a quarter of the
+        width (stages of 16/32/64/128 channels, 0.3 M parameters, feature 192-d), for the small demo
+        weights m3lung ships. Neither changes the algorithm, only the size.
     variant : Table V switch: vanilla / multitask / attention / full (paper: full).
     num_classes : 4 (Healthy, COVID-19, H1N1, CAP).
     input_size : side of the square input in pixels (paper: 512). Informational: the network is
@@ -168,15 +177,51 @@ def _widen_conv(conv: nn.Conv2d, extra: int) -> nn.Conv2d:
     return new
 
 
+def _narrow_resnet10(widths: tuple[int, int, int, int]) -> nn.Module:
+    """torchvision's ResNet-10 layout (one basic block per stage) with other stage widths."""
+    from torchvision import models as tvm
+
+    net = tvm.resnet.ResNet(tvm.resnet.BasicBlock, [1, 1, 1, 1])
+    net.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
+    net.bn1 = nn.BatchNorm2d(widths[0])
+    layers = []
+    inplanes = widths[0]
+    for i, w in enumerate(widths):
+        stride = 1 if i == 0 else 2
+        down = None
+        if stride != 1 or inplanes != w:
+            down = nn.Sequential(nn.Conv2d(inplanes, w, 1, stride=stride, bias=False), nn.BatchNorm2d(w))
+        layers.append(nn.Sequential(tvm.resnet.BasicBlock(inplanes, w, stride, down)))
+        inplanes = w
+    net.layer1, net.layer2, net.layer3, net.layer4 = layers
+    net.fc = nn.Linear(widths[3], 1000)
+    for m in net.modules():  # torchvision's initialisation
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return net
+
+
+def make_backbone(name: str) -> nn.Module:
+    """A randomly initialised torchvision ResNet by name (``resnet10``: one basic block per stage)."""
+    from torchvision import models as tvm
+
+    if name == "resnet10":
+        return tvm.resnet.ResNet(tvm.resnet.BasicBlock, [1, 1, 1, 1])
+    if name == "resnet10n":
+        return _narrow_resnet10((16, 32, 64, 128))
+    if name not in _CHANNELS:
+        raise ValueError(f"backbone must be one of {sorted(_CHANNELS)}, got {name!r}")
+    net: nn.Module = getattr(tvm, name)(weights=None)
+    return net
+
+
 class SliceNet(nn.Module):
     """The slice-level network; ``forward(x)`` takes (B, 1 or 3, H, W) windowed slices in [0, 1]."""
 
     def __init__(self, config: SliceNetConfig = SliceNetConfig(), backbone: nn.Module | None = None) -> None:
         super().__init__()
-        from torchvision import models as tvm
-
         self.config = config
-        net: Any = backbone if backbone is not None else getattr(tvm, config.backbone)(weights=None)
+        net: Any = backbone if backbone is not None else make_backbone(config.backbone)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1: nn.Module = net.layer1
         self.layer2: nn.Module = net.layer2
