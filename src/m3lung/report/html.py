@@ -1,0 +1,423 @@
+"""A self-contained HTML page for one screened CT study (in the manner of M³Lung-Sys Fig. 11/12).
+
+:func:`render_html` turns the JSON-able screening report (``report.json``) plus the lung crops and
+lesion maps of the slices chosen for display into one HTML string that needs nothing else: images are
+PNG data URIs, the probability chart is hand-written inline SVG, the style sheet is inline, and there
+is no script and no external URL, so the page opens offline and leaks nothing when viewed.
+
+Page content: the study's identifiers, what the model was trained on and a research-use notice, the
+warnings, the patient decision with every rule's probabilities (bar chart and table), the infected
+share of the lung, a strip of every slice's prediction along the volume, and the gallery of shown
+slices with their lesion-map overlays and slice predictions.
+
+Choices:
+
+* Greyscale: the crop is windowed at ``window = (centre, width)`` (default -600 / 1200 HU, the
+  network's middle window): clipped to ``[c - w/2, c + w/2]`` and mapped linearly to 0..255.
+* Overlay: a "jet" colour map of the lesion map, blended with ``alpha = 0.6 · value`` where the map
+  exceeds 0.5 and not at all elsewhere, so the lung stays readable and only the regions the map
+  calls lesion (the same 0.5 used for Dice and the infected share) are coloured.
+* Slices are numbered 1..N in canonical order (inferior → superior); the file and JSON index is
+  number − 1.
+* Every string from the report is HTML-escaped; numbers are formatted by this module.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from m3lung.errors import InputError
+
+__all__ = ["OVERLAY_ALPHA", "OVERLAY_THRESHOLD", "render_html"]
+
+#: Map values above this are coloured in the overlay.
+OVERLAY_THRESHOLD = 0.5
+#: Opacity of the overlay at map value 1 (opacity = OVERLAY_ALPHA x value above the threshold).
+OVERLAY_ALPHA = 0.6
+#: Bar and strip colours per class (Healthy, COVID-19, H1N1, CAP).
+CLASS_COLOURS = ("#4c9a2a", "#c62828", "#ef6c00", "#1565c0")
+_RULE_TITLES = {
+    "network": "Patient network",
+    "nonparametric": "Non-parametric assessment",
+    "maxpool": "Max pooling",
+}
+_RULE_NOTES = {
+    "network": "the patient-level network's softmax probabilities",
+    "nonparametric": "share of slices voting for each class; Healthy only when the Healthy share exceeds T",
+    "maxpool": "normalised [1 − highest disease score, highest slice probability of each disease]",
+}
+_NOTICE = "Research use only; not a medical device. Not for diagnosis or treatment decisions."
+
+_CSS = """
+body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0 auto;max-width:1180px;
+padding:16px;color:#1a1a1a;background:#fff}
+h1{font-size:1.5em;margin:.2em 0}h2{font-size:1.15em;margin:1.2em 0 .4em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;margin:.3em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;
+font-size:.92em}th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.notice{border:2px solid #b71c1c;background:#fff3f3;padding:8px 12px;margin:10px 0;font-weight:600}
+.trained{border:2px solid #37474f;background:#eceff1;padding:8px 12px;margin:10px 0}
+.warnings{border:2px solid #e65100;background:#fff8e1;padding:8px 12px;margin:10px 0}
+.ok{border:1px solid #9e9e9e;background:#fafafa;padding:6px 12px;margin:10px 0}
+.decision{font-size:1.3em;font-weight:700;margin:.4em 0}.muted{color:#555;font-size:.9em}
+.gallery{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0;width:260px}
+figure img{width:256px;height:auto;image-rendering:pixelated;border:1px solid #333;display:block}
+figcaption{font-size:.82em;margin-top:3px}.mono{font-family:ui-monospace,Menlo,Consolas,monospace;
+font-size:.85em;word-break:break-all}footer{margin-top:2em;border-top:1px solid #ccc;padding-top:8px}
+""".strip()
+
+
+# ------------------------------------------------------------------------------------------ images
+def _jet(x: np.ndarray) -> np.ndarray:
+    """The 'jet' colour map of values in [0, 1], any shape → shape + (3,) float32 RGB in [0, 1]."""
+    v = np.asarray(x, dtype=np.float32)[..., None]
+    centres = np.array([3.0, 2.0, 1.0], dtype=np.float32)  # red, green, blue peak at 3/4, 1/2, 1/4
+    return np.clip(1.5 - np.abs(4.0 * v - centres), 0.0, 1.0)
+
+
+def _tiles(crops: np.ndarray, maps: np.ndarray | None, window: tuple[float, float]) -> np.ndarray:
+    """Windowed crops (K, S, S) with the lesion-map overlay → (K, S, S, 3) uint8, for all tiles at once."""
+    centre, width = float(window[0]), float(window[1])
+    grey = np.clip((crops.astype(np.float32) - np.float32(centre - width / 2.0)) / np.float32(width), 0.0, 1.0)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    if maps is not None:
+        m = np.clip(maps.astype(np.float32), 0.0, 1.0)
+        alpha = np.where(m > OVERLAY_THRESHOLD, np.float32(OVERLAY_ALPHA) * m, np.float32(0.0))[..., None]
+        rgb = rgb * (1.0 - alpha) + _jet(m) * alpha
+    return np.rint(rgb * 255.0).astype(np.uint8)
+
+
+def _png_data_uri(tile: np.ndarray) -> str:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(tile)).save(buf, format="PNG", compress_level=6)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _e(value: Any) -> str:
+    """Any value as escaped HTML text ("—" for None)."""
+    return "—" if value is None else html.escape(str(value), quote=True)
+
+
+def _f(value: Any, nd: int = 2) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "—"
+    return f"{v:.{nd}f}" if np.isfinite(v) else "—"
+
+
+def _probs(value: Any, n: int) -> list[float] | None:
+    if value is None:
+        return None
+    a = np.asarray(value, dtype=np.float64).ravel()
+    return [float(v) for v in a] if a.size == n else None
+
+
+def _rules(patient: dict[str, Any], n_classes: int) -> list[tuple[str, dict[str, Any], list[float]]]:
+    """The rules present in the report, in display order, with their probabilities."""
+    out = []
+    for key in ("network", "nonparametric", "maxpool"):
+        doc = patient.get(key)
+        if isinstance(doc, dict):
+            p = _probs(doc.get("probs"), n_classes)
+            if p is not None:
+                out.append((key, doc, p))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ SVG
+def _bar_chart(rules: Sequence[tuple[str, dict[str, Any], list[float]]], classes: Sequence[str]) -> str:
+    """Grouped bar chart: one group per rule, one bar per class, y from 0 to 1 (inline SVG, no script)."""
+    k = len(classes)
+    bar, gap, group_gap = 34, 6, 46
+    left, top, plot_h, bottom = 46, 16, 180, 58
+    group_w = k * bar + (k - 1) * gap
+    width = left + len(rules) * group_w + (len(rules) - 1) * group_gap + 20
+    height = top + plot_h + bottom + 24
+    parts = [
+        f'<svg role="img" aria-label="Patient-level class probabilities" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">'
+    ]
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        y = top + plot_h * (1.0 - tick)
+        parts.append(
+            f'<line x1="{left - 4}" y1="{y:.1f}" x2="{width - 10}" y2="{y:.1f}" stroke="#ddd" stroke-width="1"/>'
+            f'<text x="{left - 7}" y="{y + 4:.1f}" text-anchor="end">{tick:.2f}</text>'
+        )
+    for g, (key, doc, probs) in enumerate(rules):
+        x0 = left + g * (group_w + group_gap)
+        for c, (name, p) in enumerate(zip(classes, probs, strict=False)):
+            pv = min(max(p, 0.0), 1.0)
+            h = plot_h * pv
+            x = x0 + c * (bar + gap)
+            colour = CLASS_COLOURS[c % len(CLASS_COLOURS)]
+            parts.append(
+                f'<rect x="{x}" y="{top + plot_h - h:.1f}" width="{bar}" height="{h:.1f}" fill="{colour}">'
+                f"<title>{_e(_RULE_TITLES[key])}: {_e(name)} {p:.3f}</title></rect>"
+                f'<text x="{x + bar / 2:.1f}" y="{top + plot_h - h - 3:.1f}" text-anchor="middle">{p:.2f}</text>'
+                f'<text x="{x + bar / 2:.1f}" y="{top + plot_h + 13}" text-anchor="middle" font-size="9">'
+                f"{_e(name)}</text>"
+            )
+        cx = x0 + group_w / 2
+        parts.append(
+            f'<text x="{cx:.1f}" y="{top + plot_h + 32}" text-anchor="middle" font-weight="bold">'
+            f"{_e(_RULE_TITLES[key])}</text>"
+            f'<text x="{cx:.1f}" y="{top + plot_h + 47}" text-anchor="middle">→ {_e(doc.get("label"))}</text>'
+        )
+    parts.append(
+        f'<line x1="{left - 4}" y1="{top + plot_h}" x2="{width - 10}" y2="{top + plot_h}" stroke="#333"/></svg>'
+    )
+    return "".join(parts)
+
+
+def _slice_strip(
+    predicted: Sequence[str], p_lesion: Sequence[float] | None, shown: np.ndarray, classes: Sequence[str]
+) -> str:
+    """Every slice's predicted class as a coloured strip, P(lesion) as a line, shown slices ticked."""
+    n = len(predicted)
+    if n == 0:
+        return ""
+    width, left, strip_h, line_h = 900, 40, 18, 60
+    step = (width - left - 10) / n
+    index = {name: i for i, name in enumerate(classes)}
+    height = strip_h + line_h + 36
+    parts = [
+        f'<svg role="img" aria-label="Predicted class and P(lesion) along the volume" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="10">'
+        f'<text x="{left - 4}" y="{strip_h - 5}" text-anchor="end">class</text>'
+    ]
+    for i, name in enumerate(predicted):
+        c = index.get(str(name))
+        colour = CLASS_COLOURS[c] if c is not None and c < len(CLASS_COLOURS) else "#999"
+        parts.append(
+            f'<rect x="{left + i * step:.2f}" y="0" width="{max(step, 0.5):.2f}" height="{strip_h}" '
+            f'fill="{colour}"><title>slice {i + 1}: {_e(name)}</title></rect>'
+        )
+    y0 = strip_h + 6
+    if p_lesion is not None and len(p_lesion) == n:
+        pl = np.clip(np.asarray(p_lesion, dtype=np.float64), 0.0, 1.0)
+        xs = left + (np.arange(n) + 0.5) * step
+        ys = y0 + line_h * (1.0 - pl)
+        pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
+        parts.append(
+            f'<rect x="{left}" y="{y0}" width="{width - left - 10}" height="{line_h}" fill="none" stroke="#ccc"/>'
+            f'<polyline points="{pts}" fill="none" stroke="#6a1b9a" stroke-width="1.5"/>'
+            f'<text x="{left - 4}" y="{y0 + 8}" text-anchor="end">1</text>'
+            f'<text x="{left - 4}" y="{y0 + line_h}" text-anchor="end">0</text>'
+            f'<text x="{left - 4}" y="{y0 + line_h / 2 + 3:.1f}" text-anchor="end">P(les.)</text>'
+        )
+    for s in shown.tolist():
+        x = left + (s + 0.5) * step
+        parts.append(f'<line x1="{x:.1f}" y1="{y0 + line_h}" x2="{x:.1f}" y2="{y0 + line_h + 6}" stroke="#000"/>')
+    parts.append(
+        f'<text x="{left}" y="{height - 4}">slice 1 (inferior)</text>'
+        f'<text x="{width - 10}" y="{height - 4}" text-anchor="end">'
+        f"slice {n} (superior); ticks: slices shown below</text>"
+        "</svg>"
+    )
+    return "".join(parts)
+
+
+# ------------------------------------------------------------------------------------------ page
+def _check_arrays(
+    crops: np.ndarray, maps: np.ndarray | None, shown: np.ndarray, n_slices: int, window: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    c = np.asarray(crops)
+    s = np.asarray(shown)
+    if s.ndim != 1 or (s.size and not np.issubdtype(s.dtype, np.integer)):
+        raise InputError(f"shown must be a 1-D array of slice indices, got shape {s.shape} dtype {s.dtype}")
+    s = s.astype(np.int64)
+    if s.size == 0 and c.size == 0:
+        c = np.zeros((0, 1, 1), np.float32)
+        maps = None if maps is None else c
+    if c.ndim != 3 or c.shape[0] != s.size:
+        raise InputError(f"crops must be (K, S, S) with K = len(shown) = {s.size}, got shape {c.shape}")
+    if c.size and not np.isfinite(c).all():
+        raise InputError("crops hold NaN or infinite values")
+    if s.size and (s.min() < 0 or s.max() >= n_slices):
+        raise InputError(f"shown slice indices must lie in [0, {n_slices}), got [{s.min()}, {s.max()}]")
+    m = None
+    if maps is not None:
+        m = np.asarray(maps)
+        if m.shape != c.shape:
+            raise InputError(f"maps {m.shape} must have the shape of crops {c.shape}")
+        if m.size and not np.isfinite(m).all():
+            raise InputError("maps hold NaN or infinite values")
+    if len(window) != 2 or not float(window[1]) > 0:
+        raise InputError(f"window must be (centre, width) with width > 0, got {tuple(window)}")
+    return c, m, s
+
+
+def render_html(
+    report: dict[str, Any],
+    *,
+    crops: np.ndarray,
+    maps: np.ndarray | None,
+    shown: np.ndarray,
+    window: tuple[float, float] = (-600.0, 1200.0),
+) -> str:
+    """The HTML page of one screened study, as one self-contained string.
+
+    Parameters
+    ----------
+    report : the JSON-able screening report (``report.json``): ``study``, ``patient``, ``slices``,
+        ``infected_share``, ``weights``, ``warnings``, ``timings_s``, ``schema``, ``m3lung_version``.
+    crops : (K, S, S) HU lung crops of the shown slices.
+    maps : (K, S, S) lesion maps in [0, 1] on those crops, or None (no overlay).
+    shown : (K,) canonical slice indices of the crops (0 = most inferior).
+    window : (centre, width) in HU of the greyscale display.
+
+    Raises
+    ------
+    InputError
+        When the arrays do not fit each other or the report (shapes, indices, NaN).
+    """
+    study = report.get("study") or {}
+    patient = report.get("patient") or {}
+    slices = report.get("slices") or {}
+    weights = report.get("weights") or {}
+    classes = [str(c) for c in (patient.get("classes") or ("Healthy", "COVID-19", "H1N1", "CAP"))]
+    predicted = [str(p) for p in (slices.get("predicted") or [])]
+    p_multi = slices.get("p_slice") or slices.get("p_multi") or []
+    p_lesion = slices.get("p_lesion")
+    n_slices = int(study.get("n_slices") or len(predicted))
+    c, m, s = _check_arrays(crops, maps, shown, max(n_slices, len(predicted)), window)
+
+    rules = _rules(patient, len(classes))
+    decided_by = patient.get("decided_by") or next((k for k, _, _ in rules if k in ("network", "nonparametric")), None)
+    decision = patient.get("label")
+    if decision is None and decided_by and isinstance(patient.get(decided_by), dict):
+        decision = patient[decided_by].get("label")
+    pid = study.get("patient_id")
+    out: list[str] = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>M³Lung screening report — {_e(pid if pid else 'unknown patient')}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<header><h1>M³Lung-Sys screening report</h1>",
+        f'<div class="notice">{_e(_NOTICE)}</div>',
+        '<div class="trained"><strong>What the model was trained on:</strong> '
+        f"{_e(weights.get('trained_on') or 'not recorded')}</div></header>",
+    ]
+
+    # --- study
+    spacing = study.get("spacing_mm")
+    spacing_s = " × ".join(_f(v, 3) for v in spacing) + " mm" if isinstance(spacing, list | tuple) else "—"
+    out.append("<section><h2>Study</h2><table>")
+    for label, value in (
+        ("Patient ID", pid),
+        ("Study UID", study.get("study_uid")),
+        ("Series UID", study.get("series_uid")),
+        ("Source", study.get("source")),
+        ("Slices", n_slices),
+    ):
+        out.append(f'<tr><th>{label}</th><td class="mono">{_e(value)}</td></tr>')
+    out.append(f'<tr><th>Spacing (z, y, x)</th><td class="mono">{_e(spacing_s)}</td></tr></table></section>')
+
+    # --- warnings
+    warns = [str(w) for w in (report.get("warnings") or [])]
+    if warns:
+        items = "".join(f"<li>{_e(w)}</li>" for w in warns)
+        out.append(f'<section class="warnings"><strong>Warnings ({len(warns)})</strong><ul>{items}</ul></section>')
+    else:
+        out.append('<section class="ok">No warnings.</section>')
+
+    # --- patient decision
+    out.append("<section><h2>Patient-level result</h2>")
+    if decision is not None:
+        by = _RULE_TITLES.get(str(decided_by), str(decided_by)) if decided_by else "—"
+        out.append(f'<div class="decision">Screening result: {_e(decision)}</div>')
+        out.append(f'<div class="muted">decided by: {_e(by)}</div>')
+    if rules:
+        out.append(_bar_chart(rules, classes))
+        head = "".join(f"<th>{_e(name)}</th>" for name in classes)
+        out.append(f"<table><tr><th>Rule</th>{head}<th>Label</th><th>Notes</th></tr>")
+        for key, doc, probs in rules:
+            cells = "".join(f'<td class="num">{_f(p, 3)}</td>' for p in probs)
+            note = _RULE_NOTES[key]
+            if doc.get("threshold") is not None:
+                note += f" (threshold {_f(doc.get('threshold'), 2)})"
+            if doc.get("counts") is not None:
+                note += "; slice votes " + ", ".join(_e(v) for v in doc["counts"])
+            out.append(
+                f"<tr><td>{_e(_RULE_TITLES[key])}</td>{cells}<td>{_e(doc.get('label'))}</td><td>{_e(note)}</td></tr>"
+            )
+        out.append("</table>")
+    else:
+        out.append("<p>No patient-level probabilities in this report.</p>")
+    share = report.get("infected_share")
+    share_s = f"{100.0 * float(share):.1f} %" if share is not None and np.isfinite(float(share)) else "not available"
+    out.append(f"<p><strong>Infected share of the lung:</strong> {_e(share_s)}")
+    if report.get("infected_share_method"):
+        out.append(f' <span class="muted">({_e(report["infected_share_method"])})</span>')
+    out.append("</p></section>")
+
+    # --- slices along the volume
+    pl_list = [float(v) for v in p_lesion] if p_lesion is not None else None
+    out.append("<section><h2>Slices along the volume</h2>")
+    legend = " ".join(
+        f'<span style="color:{CLASS_COLOURS[i % len(CLASS_COLOURS)]}">■</span> {_e(name)}'
+        for i, name in enumerate(classes)
+    )
+    out.append(f'<div class="muted">{legend}</div>')
+    out.append(_slice_strip(predicted, pl_list, s, classes))
+    out.append("</section>")
+
+    # --- gallery
+    out.append(f"<section><h2>Shown slices ({s.size} of {n_slices})</h2>")
+    overlay = (
+        f"lesion map overlaid (jet colours where the map exceeds {OVERLAY_THRESHOLD:g}, "
+        f"opacity {OVERLAY_ALPHA:g} × value)"
+        if m is not None
+        else "no lesion map available (no overlay)"
+    )
+    out.append(
+        f'<p class="muted">Lung crops at window centre {_f(window[0], 0)} HU, width {_f(window[1], 0)} HU; {overlay}. '
+        "Slices numbered 1..N from inferior to superior.</p>"
+    )
+    if s.size == 0:
+        out.append("<p><em>No slices were selected for display.</em></p>")
+    else:
+        tiles = _tiles(c, m, (float(window[0]), float(window[1])))
+        out.append('<div class="gallery">')
+        for j, idx in enumerate(s.tolist()):
+            name = predicted[idx] if idx < len(predicted) else None
+            p_cls = None
+            if name is not None and name in classes and idx < len(p_multi):
+                row = p_multi[idx]
+                k = classes.index(name)
+                p_cls = row[k] if k < len(row) else None
+            caption = f"slice {idx + 1} / {n_slices} — {_e(name)} (p={_f(p_cls)})"
+            if pl_list is not None and idx < len(pl_list):
+                caption += f", P(lesion)={_f(pl_list[idx])}"
+            out.append(
+                f'<figure><img src="{_png_data_uri(tiles[j])}" alt="slice {idx + 1}" width="{tiles.shape[2]}" '
+                f'height="{tiles.shape[1]}"><figcaption>{caption}</figcaption></figure>'
+            )
+        out.append("</div>")
+    out.append("</section>")
+
+    # --- footer
+    timings = report.get("timings_s") or {}
+    timing_s = ", ".join(f"{_e(k)} {_f(v, 2)} s" for k, v in timings.items()) if timings else "—"
+    out.append(
+        "<footer>"
+        f'<div class="notice">{_e(_NOTICE)}</div>'
+        '<table class="muted">'
+        f'<tr><th>Slice weights</th><td class="mono">{_e(weights.get("slice_hash"))}</td></tr>'
+        f'<tr><th>Patient weights</th><td class="mono">{_e(weights.get("patient_hash"))}</td></tr>'
+        f"<tr><th>m3lung</th><td>{_e(report.get('m3lung_version'))} "
+        f"(report schema {_e(report.get('schema'))})</td></tr>"
+        f"<tr><th>Timings</th><td>{timing_s}</td></tr>"
+        "</table></footer></body></html>"
+    )
+    return "\n".join(out)
