@@ -148,11 +148,19 @@ def test_phantom_command_writes_a_readable_cohort(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path, capsys):
+    from m3lung.systems.demo import demo_weights
+    from m3lung.train.checkpoint import load_system
+
     assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
-    assert "synthetic data" in out and "identical voxels" in out
-    assert (tmp_path / "demo" / "preprocessed" / "crop.json").exists()
-    assert len(list((tmp_path / "demo" / "preprocessed" / "slices").glob("*.png"))) >= 96
+    assert "synthetic data" in out and "read back identical" in out and "trained on phantoms only" in out
+    folder = tmp_path / "demo" / "screen" / "demo-0000"
+    report = json.loads((folder / "report.json").read_text())
+    slice_doc, patient_doc = load_system(demo_weights())  # the shipped file: both networks, hashes intact
+    assert patient_doc is not None and report["weights"]["slice_hash"] == slice_doc["weights_hash"]
+    assert report["patient"]["decided_by"] == "network" and "screened   in" in out
+    assert "synthetic cohort" in report["weights"]["trained_on"] and (folder / "lesion_map.nii.gz").exists()
+    assert main(["demo"]) == 2 and "needs --out" in capsys.readouterr().err
 
 
 @pytest.mark.realdata

@@ -157,10 +157,118 @@ def cmd_evaluate_slice(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from m3lung.systems.demo import run_demo
+def _cases(data: str) -> Any:
+    from m3lung.data.slices import covidctmd_cases, synthetic_cases
 
-    summary = run_demo(args.out, seed=args.seed, quiet=args.quiet)
+    root = Path(data)
+    if (root / "cohort.csv").exists():
+        return synthetic_cases(root), "synthetic"
+    if (root / "labels.csv").exists():
+        return covidctmd_cases(root), "covid-ct-md"
+    from m3lung.errors import InputError
+
+    raise InputError(f"{root}: neither a synthetic cohort (cohort.csv) nor the COVID-CT-MD layout (labels.csv)")
+
+
+def cmd_features(args: argparse.Namespace) -> int:
+    from m3lung.systems.m3lung_patient import extract_features
+
+    cases, source = _cases(args.data)
+    cache = extract_features(
+        args.weights,
+        cases,
+        args.out,
+        slice_cache=args.cache,
+        batch_size=args.batch_size,
+        device=args.device,
+        progress=not args.quiet,
+        data_note=source,
+    )
+    print(f"slice features of {len(cache.index())} scans -> {cache.root} (index.csv, cache.json)")
+    return 0
+
+
+def cmd_train_patient(args: argparse.Namespace) -> int:
+    from m3lung.systems.m3lung_patient import load_patient_recipe, summarise_patient, train_patient
+
+    overrides = list(args.set or [])
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    if args.split:
+        overrides.append(f"data.split_file={args.split}")
+    recipe = load_patient_recipe(args.recipe, overrides)
+    results = train_patient(recipe, args.features, args.out, resume=args.resume, progress=not args.quiet)
+    print(summarise_patient(results))
+    return 0
+
+
+def cmd_screen(args: argparse.Namespace) -> int:
+    from m3lung.systems.screening import Screener, parse_shard, screen_many, studies_from
+
+    shard = parse_shard(args.shard)
+    studies = studies_from(args.paths)
+    screener = Screener(
+        args.weights or _default_weights(),
+        patient_weights=args.patient_weights,
+        device=args.device,
+        batch_size=args.batch_size,
+        bf16=args.bf16,
+        every=args.every,
+        threshold=args.threshold,
+    )
+    read_options = {
+        "series_uid": args.series_uid,
+        "anonymize": args.anonymize,
+        "skip_broken": args.skip_broken,
+        "spacing": args.spacing,
+        "rescale": tuple(args.rescale) if args.rescale else None,
+    }
+    result = screen_many(
+        screener,
+        studies,
+        args.out,
+        shard=shard,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        read_options=read_options,
+    )
+    for row in result["screened"]:
+        print(
+            f"{row['study_id']}: {row['label']} (p {row['p_' + row['label']]}), infected share "
+            f"{float(row['infected_share']):.1%}, {row['n_slices']} slices in {row['seconds']} s"
+        )
+    if result["skipped"]:
+        print(f"{len(result['skipped'])} study(ies) already screened in {args.out}, skipped (--overwrite redoes them)")
+    for f in result["failed"]:
+        print(f"m3lung: error: {f['study_id']}: {f['error']}", file=sys.stderr)
+    print(f"outputs: {args.out}/<study>/report.json, report.html, lesion_map.nii.gz; summary.csv")
+    return 2 if result["failed"] else 0
+
+
+def _default_weights() -> str:
+    from m3lung.systems.demo import demo_weights
+
+    path = demo_weights()
+    print(
+        f"m3lung: note: no --weights given; using the demo weights shipped with m3lung ({path}), trained on "
+        "synthetic phantoms only",
+        file=sys.stderr,
+    )
+    return str(path)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from m3lung.systems.demo import make_demo_weights, run_demo
+
+    if args.make_weights:
+        path = make_demo_weights(args.make_weights, data=args.data, progress=not args.quiet)
+        print(f"demo weights (recipes slice_demo + patient_demo, synthetic cohort) -> {path}")
+        return 0
+    if args.out is None:
+        from m3lung.errors import InputError
+
+        raise InputError("m3lung demo needs --out DIR (or --make-weights DIR)")
+    summary = run_demo(args.out, seed=args.seed, quiet=args.quiet, weights=args.weights)
     print(summary)
     return 0
 
@@ -217,6 +325,43 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train_slice)
 
+    t = tsub.add_parser("patient", help="the M³Lung-Sys patient network, on a feature cache")
+    t.add_argument("--recipe", required=True, help="recipe YAML, or a shipped one: patient_paper, patient_cpu, ...")
+    t.add_argument("--features", required=True, help="feature cache written by `m3lung features`")
+    t.add_argument("--out", required=True, help="run folder: best.pt, system.pt, log.csv, results.json")
+    t.add_argument("--split", help="a slice run's split.json: use exactly its train/val/test scans")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out exactly where it stopped")
+    t.add_argument("--device", choices=["auto", "cpu", "cuda"], help="overrides the recipe's train.device")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a recipe value, e.g. train.epochs=3")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_train_patient)
+
+    p = sub.add_parser("features", help="cache every scan's slice features for patient-level training")
+    p.add_argument("--weights", required=True, help="slice-network checkpoint (best.pt of `m3lung train slice`)")
+    p.add_argument("--data", required=True, help="synthetic cohort folder or COVID-CT-MD")
+    p.add_argument("--out", required=True, help="feature cache folder (an interrupted run resumes)")
+    p.add_argument("--cache", help="folder of preprocessed slices to share with slice training (default: OUT/slices)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("screen", help="screen CT studies: report.json, report.html and lesion_map.nii.gz each")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="studies (DICOM folder, NIfTI, ...) or CSV manifests")
+    p.add_argument("--out", required=True, help="output folder: one sub-folder per study, summary.csv")
+    p.add_argument("--weights", help="system.pt or slice checkpoint (default: the shipped demo weights)")
+    p.add_argument("--patient-weights", help="patient-network checkpoint to use with a slice checkpoint")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--batch-size", type=int, default=32, help="slices per forward pass")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 inference (CUDA, or CPUs with AVX512-BF16/AMX)")
+    p.add_argument("--every", type=int, help="show every k-th slice in report.html (default: about 24 slices)")
+    p.add_argument("--threshold", type=float, default=0.99, help="T of the non-parametric assessment (paper 0.99)")
+    p.add_argument("--shard", help="i/n: screen only the i-th of n interleaved parts of the list (1-based)")
+    p.add_argument("--overwrite", action="store_true", help="screen again studies that already have a report")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _read_options(p)
+    p.set_defaults(func=cmd_screen)
+
     p = sub.add_parser("evaluate", help="re-test a trained network on its run's held-out data")
     esub = p.add_subparsers(dest="what", required=True, metavar="NETWORK")
     e = esub.add_parser("slice", help="the M³Lung-Sys slice network (writes RUN/results.json)")
@@ -227,8 +372,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="no progress bars")
     e.set_defaults(func=cmd_evaluate_slice)
 
-    p = sub.add_parser("demo", help="make a synthetic study and run the pipeline on it (no data, no downloads)")
-    p.add_argument("--out", required=True)
+    p = sub.add_parser("demo", help="make a synthetic study and screen it with the shipped demo weights (no downloads)")
+    p.add_argument("--out", help="output folder")
+    p.add_argument("--weights", help="screen with these weights instead of the shipped demo weights")
+    p.add_argument("--make-weights", metavar="DIR", help="reproduce the shipped demo weights in DIR (about 15 min)")
+    p.add_argument("--data", help="with --make-weights: the synthetic cohort to train on (made when missing)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)

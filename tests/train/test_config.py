@@ -11,8 +11,20 @@ from m3lung.train.config import apply_overrides, from_dict, list_recipes
 
 @pytest.mark.parametrize("name", sorted(list_recipes()))
 def test_shipped_recipes_parse(name):
-    r = load_slice_recipe(name)
+    from m3lung.systems.m3lung_patient import load_patient_recipe
+
+    r = load_patient_recipe(name) if name.startswith("patient_") else load_slice_recipe(name)
     assert r.name == name and r.profile in ("paper", "cpu", "tiny")
+
+
+def test_patient_paper_recipe_is_the_paper():
+    from m3lung.systems.m3lung_patient import load_patient_recipe
+
+    r = load_patient_recipe("patient_paper")
+    assert (r.model.variant, r.model.heads, r.model.head_dim, r.model.feature_dim) == ("full", 12, 512, 3072)
+    assert r.model.part_scales == (1, 2, 3, 4) and r.model.refine_blocks == 2
+    assert (r.train.epochs, r.train.batch_size, r.train.optim.lr) == (90, 16, 0.001)
+    assert (r.train.schedule.step_size, r.train.schedule.gamma) == (30, 0.1) and r.nonparametric_threshold == 0.99
 
 
 def test_paper_recipe_is_the_paper():

@@ -55,11 +55,18 @@ def _nifti_data(array: np.ndarray, dtype: str | None) -> np.ndarray:
 
 
 def write_nifti(
-    volume: CTVolume, path: str | os.PathLike[str], *, array: np.ndarray | None = None, dtype: str | None = None
+    volume: CTVolume,
+    path: str | os.PathLike[str],
+    *,
+    array: np.ndarray | None = None,
+    dtype: str | None = None,
+    slope: float | None = None,
 ) -> Path:
     """Write ``volume`` (or ``array`` on its grid, e.g. a mask) as NIfTI-1 with scanner-space affine.
 
     Integer-valued float data is stored as int16, booleans as uint8, anything else as given.
+    ``slope`` sets the header's scl_slope (viewers show stored value x slope), e.g. a map kept as
+    uint8 0..255 with slope 1/255 reads as 0..1.
     """
     import nibabel as nib
 
@@ -71,6 +78,8 @@ def write_nifti(
     img.set_sform(img.affine, code=1)
     img.set_qform(img.affine, code=1)
     img.header.set_xyzt_units("mm")
+    if slope is not None:
+        img.header.set_slope_inter(slope, 0.0)
     target = Path(path)
     with atomic_file(target) as tmp:
         nib.save(img, str(tmp))

@@ -25,7 +25,7 @@ from torch import nn
 
 from m3lung.errors import InputError, M3LungError, warn
 from m3lung.io.atomic import atomic_file
-from m3lung.models.slice_net import SliceNet, SliceNetConfig
+from m3lung.models.slice_net import SliceNet, SliceNetConfig, make_backbone
 
 log = logging.getLogger(__name__)
 
@@ -160,10 +160,13 @@ def build_slice_net(
     the local torch hub cache, if present), or a path to a torchvision ResNet state dict or an m3lung
     ``slice_net`` checkpoint. Returns the model and a description of its initialisation.
     """
-    from torchvision import models as tvm
-
-    backbone = getattr(tvm, config.backbone)(weights=None)
+    backbone = make_backbone(config.backbone)
     init: dict[str, Any] = {"init": "random"}
+    if pretrained is not None and str(pretrained) == "imagenet" and config.backbone not in TORCHVISION_FILES:
+        warn(
+            f"there are no ImageNet weights for {config.backbone}; the network starts from random initialisation", sink
+        )
+        pretrained = None
     if pretrained is not None and str(pretrained) == "imagenet":
         f = _torchvision_cache_file(config.backbone)
         if f.exists():
@@ -199,3 +202,52 @@ def build_slice_net(
     else:
         log.info("slice network %s/%s: random initialisation", config.backbone, config.variant)
     return SliceNet(config, backbone), init
+
+
+SYSTEM_KIND = "m3lung_system"
+_DOC_KEYS = ("format", "kind", "config", "provenance", "weights_hash", "state_dict")
+
+
+def save_system(
+    path: str | os.PathLike[str], slice_doc: Mapping[str, Any], patient_doc: Mapping[str, Any] | None
+) -> Path:
+    """One file holding a slice-network checkpoint and, optionally, the patient network trained on it."""
+    doc = {
+        "format": CHECKPOINT_FORMAT,
+        "kind": SYSTEM_KIND,
+        "slice": {k: slice_doc[k] for k in _DOC_KEYS},
+        "patient": None if patient_doc is None else {k: patient_doc[k] for k in _DOC_KEYS},
+    }
+    with atomic_file(path) as tmp:
+        torch.save(doc, tmp)
+    return Path(path)
+
+
+def _check_part(doc: Any, kind: str, path: str | os.PathLike[str]) -> dict[str, Any]:
+    if not isinstance(doc, dict) or doc.get("kind") != kind or "state_dict" not in doc:
+        raise WeightsError(f"{path}: the system file holds no valid {kind!r} part")
+    digest = weights_hash(doc["state_dict"])
+    if doc.get("weights_hash") not in (None, digest):
+        raise WeightsError(f"{path}: the {kind} weights do not match their recorded hash (file damaged or edited)")
+    return {**doc, "weights_hash": digest}
+
+
+def load_system(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The slice-network and patient-network checkpoints of ``path``.
+
+    ``path`` is either a system file (:func:`save_system`) or a plain ``slice_net`` checkpoint, in
+    which case there is no patient network (``None``).
+    """
+    doc = _safe_load(path)
+    if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
+        raise WeightsError(f"{path}: not an m3lung checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
+    if doc.get("kind") == "slice_net":
+        return load_checkpoint(path, kind="slice_net"), None
+    if doc.get("kind") != SYSTEM_KIND:
+        raise WeightsError(
+            f"{path}: holds a {doc.get('kind')!r} model; screening needs a slice network or an m3lung system file"
+        )
+    patient = doc.get("patient")
+    return _check_part(doc.get("slice"), "slice_net", path), (
+        None if patient is None else _check_part(patient, "patient_net", path)
+    )

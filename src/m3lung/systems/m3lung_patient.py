@@ -1,0 +1,392 @@
+"""M³Lung-Sys (seed 001), patient level: slice features cached once, the patient network, the fusion rules.
+
+* :func:`extract_features` — the ``m3lung features`` command: every scan of a data folder through a
+  slice-network checkpoint at each window centre, into a :class:`m3lung.data.features.FeatureCache`.
+* :class:`PatientRecipe` / :class:`PatientTask` / :func:`train_patient` — ``m3lung train patient``: the
+  patient-level network (§1.3) trained on the cache with the project's training engine.
+* :func:`evaluate_patients` — patient-level figures of the network, the non-parametric assessment
+  (§1.4) and max pooling on the same scans: 4-class accuracy, FPE, FNE, FDPE and the confusion matrix.
+
+Windows: training draws one of the cached window centres per scan and epoch (``train_windows:
+random``, augmentation, a choice) or averages them (``mean``); evaluation always averages the
+centres' features and probabilities, as slice-level inference does (§1.1).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from m3lung.data.features import FeatureCache, ScanFeatures
+from m3lung.data.slices import Case, build_case_cache, split_by_patient
+from m3lung.errors import InputError, M3LungWarning
+from m3lung.evaluate import confusion_matrix, error_rates
+from m3lung.fusion import max_pooling, nonparametric_assessment
+from m3lung.io.atomic import write_text_atomic
+from m3lung.models import PatientNet, PatientNetConfig, SliceNet, SliceNetConfig
+from m3lung.preprocess import PAPER_CENTRES, PAPER_WIDTH, LungCropConfig
+from m3lung.train.checkpoint import load_checkpoint, load_state_checked, save_system
+from m3lung.train.config import TrainConfig, apply_overrides, from_dict, load_recipe_data, to_dict
+from m3lung.train.engine import fit, pick_device, seed_everything
+
+CLASS_NAMES = ("Healthy", "COVID-19", "H1N1", "CAP")
+RULES = ("network", "nonparametric", "maxpool")
+
+
+# ------------------------------------------------------------------------------------------ features
+def extract_features(
+    weights: str | os.PathLike[str],
+    cases: Sequence[Case],
+    out: str | os.PathLike[str],
+    *,
+    slice_cache: str | os.PathLike[str] | None = None,
+    centres: Sequence[float] = PAPER_CENTRES,
+    width: float = PAPER_WIDTH,
+    batch_size: int = 32,
+    device: str = "auto",
+    progress: bool = True,
+    data_note: str = "",
+) -> FeatureCache:
+    """Run every case through the slice network at each window centre; cache features and probabilities.
+
+    Cases already in the cache are skipped (an interrupted run resumes). ``slice_cache`` holds the
+    preprocessed lung crops (shared with slice training; default ``out/slices``).
+    """
+    from tqdm import tqdm
+
+    from m3lung.systems.m3lung import predict_crops
+
+    doc = load_checkpoint(weights, kind="slice_net")
+    config = SliceNetConfig(**doc["config"])
+    model = SliceNet(config)
+    load_state_checked(model, doc["state_dict"], source=str(weights), target="SliceNet")
+    dev = pick_device(device)
+    model.to(dev).eval()
+    cache = FeatureCache(out)
+    cache.bind(
+        {
+            "slice_weights_hash": doc["weights_hash"],
+            "slice_weights": str(Path(weights).resolve()),
+            "slice_config": config.to_dict(),
+            "centres": [float(c) for c in centres],
+            "width": float(width),
+            "feature_dim": config.feature_dim,
+            "data": data_note,
+        }
+    )
+    done = cache.done()
+    todo = [c for c in cases if c.patient_id not in done]
+    crops_dir = Path(slice_cache) if slice_cache is not None else Path(out) / "slices"
+    for case in tqdm(todo, desc="slice features", unit="scan", disable=None if progress else True):
+        with np.load(build_case_cache(case, config.input_size, crops_dir, LungCropConfig())) as z:
+            hu, lesion = z["hu"], z["lesion"]
+        per = [
+            predict_crops(model, hu, centres=(c,), width=width, batch_size=batch_size, device=dev, maps=False)
+            for c in centres
+        ]
+        lesion_probs = [p.p_lesion for p in per if p.p_lesion is not None] or None
+        cache.add(
+            ScanFeatures(
+                patient_id=case.patient_id,
+                label=case.label,
+                features=np.stack([p.features for p in per]),
+                p_multi=np.stack([p.p_multi for p in per]),
+                p_lesion=None if lesion_probs is None else np.stack(lesion_probs),
+                slice_lesion=lesion,
+            )
+        )
+    return cache
+
+
+# ------------------------------------------------------------------------------------------ recipe
+@dataclass(frozen=True)
+class PatientDataConfig:
+    """Which cached scans train, validate and test the patient network.
+
+    split / split_seed : by patient, stratified by class — with the slice run's defaults this is the
+        very split the slice network used (:func:`m3lung.data.slices.split_by_patient`), so test
+        patients stay unseen at both levels. ``split_file`` (a slice run's ``split.json``) pins it.
+    train_windows : "random" (one cached window centre per scan and epoch) or "mean" (their average).
+    """
+
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    split_seed: int = 0
+    split_file: str | None = None
+    train_windows: Literal["random", "mean"] = "random"
+
+
+@dataclass(frozen=True)
+class PatientRecipe:
+    """One training run of the patient-level network on a feature cache."""
+
+    name: str = "patient"
+    profile: Literal["paper", "cpu", "tiny"] = "paper"
+    description: str = ""
+    model: PatientNetConfig = field(default_factory=PatientNetConfig)
+    data: PatientDataConfig = field(default_factory=PatientDataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    nonparametric_threshold: float = 0.99
+    maxpool_threshold: float = 0.5
+
+
+def load_patient_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> PatientRecipe:
+    """Read a recipe YAML (or the name of a shipped one) and apply ``key=value`` overrides."""
+    data = apply_overrides(load_recipe_data(path), list(overrides))
+    return from_dict(PatientRecipe, data, where=str(path))
+
+
+# ------------------------------------------------------------------------------------------ batches
+def _mean_windows(scan: ScanFeatures) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Features (N, F), p_multi (N, 4) and p_lesion (N, 2) averaged over the cached window centres."""
+    f = scan.features.astype(np.float32).mean(0)
+    pm = scan.p_multi.mean(0)
+    pl = scan.p_lesion.mean(0) if scan.p_lesion is not None else None
+    return f, pm, pl
+
+
+def pad_features(items: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (N_i, F) arrays into (B, max N, F) zero-padded features and a (B, max N) validity mask."""
+    n_max = max(a.shape[0] for a in items)
+    dim = items[0].shape[1]
+    x = torch.zeros(len(items), n_max, dim)
+    mask = torch.zeros(len(items), n_max, dtype=torch.bool)
+    for i, a in enumerate(items):
+        x[i, : a.shape[0]] = torch.from_numpy(np.asarray(a, dtype=np.float32))
+        mask[i, : a.shape[0]] = True
+    return x, mask
+
+
+class PatientTask:
+    """Training task of the patient network on cached scans (one sample = one scan)."""
+
+    kind = "patient_net"
+
+    def __init__(self, recipe: PatientRecipe, train: Sequence[ScanFeatures], val: Sequence[ScanFeatures] = ()) -> None:
+        if not train:
+            raise InputError("no training scans in the feature cache for this split")
+        self.recipe = recipe
+        self.scans = list(train)
+        self.labels = np.array([s.label for s in self.scans], dtype=np.int64)
+        self.val = list(val)
+
+    def train_size(self) -> int:
+        return len(self.scans)
+
+    def train_weights(self) -> np.ndarray:
+        counts = np.bincount(self.labels, minlength=self.recipe.model.num_classes).astype(np.float64)
+        return 1.0 / counts[self.labels]
+
+    def batch(self, rows: np.ndarray, epoch: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+        items = []
+        for r in rows:
+            s = self.scans[int(r)]
+            if self.recipe.data.train_windows == "random":
+                rng = np.random.default_rng([self.recipe.train.seed, epoch, int(r), 7919])
+                items.append(s.features[int(rng.integers(s.features.shape[0]))].astype(np.float32))
+            else:
+                items.append(s.features.astype(np.float32).mean(0))
+        x, mask = pad_features(items)
+        return x.to(device), mask.to(device), torch.from_numpy(self.labels[rows]).to(device)
+
+    def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
+        x, mask, y = batch
+        logits = model(x, mask).logits.float()
+        loss = F.cross_entropy(logits, y)
+        return loss, {"acc": float((logits.argmax(1) == y).float().mean())}
+
+    def evaluate(self, model: nn.Module, device: torch.device) -> dict[str, float]:
+        if not self.val:
+            return {}
+        probs = network_probs(model, self.val, device)  # type: ignore[arg-type]
+        y = np.array([s.label for s in self.val])
+        return {"val_acc": float(np.mean(probs.argmax(1) == y)), "val_n_scans": float(len(y))}
+
+
+def network_probs(model: PatientNet, scans: Sequence[ScanFeatures], device: torch.device, batch: int = 8) -> np.ndarray:
+    """(S, 4) patient probabilities of the network, window-averaged features, in batches of padded scans."""
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(scans), batch):
+            x, mask = pad_features([_mean_windows(s)[0] for s in scans[i : i + batch]])
+            out.append(model(x.to(device), mask.to(device)).probs.float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 4), np.float32)
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def fusion_decisions(
+    scans: Sequence[ScanFeatures], *, threshold: float = 0.99, maxpool_threshold: float = 0.5
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Labels (S,) and probabilities (S, 4) of the non-parametric rule and max pooling per scan."""
+    out: dict[str, tuple[list[int], list[np.ndarray]]] = {"nonparametric": ([], []), "maxpool": ([], [])}
+    for s in scans:
+        _, pm, pl = _mean_windows(s)
+        if pl is not None:
+            r = nonparametric_assessment(pl, pm, threshold=threshold)
+            out["nonparametric"][0].append(r.label)
+            out["nonparametric"][1].append(r.probs)
+        m = max_pooling(pm, threshold=maxpool_threshold)
+        out["maxpool"][0].append(m.label)
+        out["maxpool"][1].append(m.probs)
+    return {k: (np.array(v[0], dtype=np.int64), np.array(v[1])) for k, v in out.items() if v[0]}
+
+
+def rule_figures(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
+    """Accuracy, FPE, FNE, FDPE (fractions) and the confusion matrix C[true, pred] of one rule."""
+    c = confusion_matrix(y, pred, 4)
+    figs = {k: float(v) for k, v in error_rates(c).items()}
+    return {**figs, "confusion": c.tolist(), "n_scans": int(y.size)}
+
+
+def evaluate_patients(
+    model: PatientNet | None, scans: Sequence[ScanFeatures], recipe: PatientRecipe, device: torch.device
+) -> dict[str, Any]:
+    """Table IV-style figures of every rule on ``scans``, plus each scan's decisions."""
+    y = np.array([s.label for s in scans], dtype=np.int64)
+    decisions = fusion_decisions(
+        scans, threshold=recipe.nonparametric_threshold, maxpool_threshold=recipe.maxpool_threshold
+    )
+    if model is not None:
+        p = network_probs(model, scans, device)
+        decisions = {"network": (p.argmax(1), p), **decisions}
+    out: dict[str, Any] = {name: rule_figures(y, pred) for name, (pred, _) in decisions.items()}
+    out["scans"] = [
+        {
+            "patient_id": s.patient_id,
+            "label": CLASS_NAMES[s.label],
+            "n_slices": s.n_slices,
+            **{name: CLASS_NAMES[int(pred[i])] for name, (pred, _) in decisions.items()},
+            **{f"p_{name}": [round(float(v), 4) for v in probs[i]] for name, (_, probs) in decisions.items()},
+        }
+        for i, s in enumerate(scans)
+    ]
+    return out
+
+
+# ------------------------------------------------------------------------------------------ training
+def _split(recipe: PatientRecipe, cache: FeatureCache) -> dict[str, list[str]]:
+    d = recipe.data
+    rows = cache.index()
+    if d.split_file is not None:
+        saved = json.loads(Path(d.split_file).read_text())
+        known = {r["patient_id"] for r in rows}
+        parts = {name: [p for p in saved.get(name, []) if p in known] for name in ("train", "val", "test")}
+        missing = sorted(set().union(*map(set, (saved.get(n, []) for n in ("train", "val", "test")))) - known)
+        if missing:
+            warnings.warn(
+                f"{len(missing)} scan(s) of {d.split_file} are not in the cache (e.g. {missing[0]})",
+                M3LungWarning,
+                stacklevel=2,
+            )
+        return parts
+    cases = [Case(patient_id=r["patient_id"], label=int(r["label"]), ct="") for r in rows]
+    tr, va, te = split_by_patient(cases, d.split, seed=d.split_seed)
+    return {"train": [c.patient_id for c in tr], "val": [c.patient_id for c in va], "test": [c.patient_id for c in te]}
+
+
+def train_patient(
+    recipe: PatientRecipe,
+    features: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the patient network on a feature cache; test it and the fusion rules on held-out scans.
+
+    Writes into ``out``: ``recipe.json``, ``split.json``, ``log.csv``, ``checkpoints/last.pt``,
+    ``best.pt`` (kind ``patient_net``), ``system.pt`` (slice + patient networks in one file, when the
+    cache's slice weights are still where they were) and ``results.json``.
+    """
+    t0 = time.perf_counter()
+    cache = FeatureCache(features)
+    meta = cache.meta()
+    if recipe.model.feature_dim != int(meta["feature_dim"]):
+        recipe = from_dict(
+            PatientRecipe,
+            {**to_dict(recipe), "model": {**to_dict(recipe.model), "feature_dim": int(meta["feature_dim"])}},
+            where="recipe",
+        )
+    split = _split(recipe, cache)
+    scans = {name: [cache.load(p) for p in ids] for name, ids in split.items()}
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "recipe.json", json.dumps(to_dict(recipe), indent=1))
+    write_text_atomic(out_dir / "split.json", json.dumps(split, indent=1))
+    seed_everything(recipe.train.seed, recipe.train.deterministic)
+    model = PatientNet(recipe.model)
+    task = PatientTask(recipe, scans["train"], scans["val"])
+    provenance = {
+        "recipe": recipe.name,
+        "profile": recipe.profile,
+        "features": str(features),
+        "slice_weights_hash": meta["slice_weights_hash"],
+        "data": meta.get("data", ""),
+        "train_scans": len(scans["train"]),
+    }
+    result = fit(
+        model,
+        task,
+        recipe.train,
+        out_dir,
+        resume=resume,
+        progress=progress,
+        model_config=recipe.model.to_dict(),
+        provenance=provenance,
+    )
+    t_train = time.perf_counter() - t0
+    doc = load_checkpoint(result.best_path, kind="patient_net")
+    best = PatientNet(recipe.model)
+    load_state_checked(best, doc["state_dict"], source=str(result.best_path), target="PatientNet")
+    device = pick_device(recipe.train.device)
+    best.to(device)
+    results: dict[str, Any] = {
+        "recipe": recipe.name,
+        "profile": recipe.profile,
+        "features": str(features),
+        "data_note": meta.get("data", ""),
+        "slice_weights_hash": meta["slice_weights_hash"],
+        "weights": str(result.best_path),
+        "weights_hash": doc["weights_hash"],
+        "best_epoch": doc["provenance"].get("epoch"),
+        "n_scans": {k: len(v) for k, v in scans.items()},
+    }
+    if scans["test"]:
+        results["test"] = evaluate_patients(best, scans["test"], recipe, device)
+    slice_file = Path(meta.get("slice_weights", ""))
+    if slice_file.is_file():
+        slice_doc = load_checkpoint(slice_file, kind="slice_net")
+        if slice_doc["weights_hash"] == meta["slice_weights_hash"]:
+            results["system"] = str(save_system(out_dir / "system.pt", slice_doc, doc))
+    results["seconds"] = {"train": round(t_train, 1), "total": round(time.perf_counter() - t0, 1)}
+    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=1, default=float))
+    return results
+
+
+def summarise_patient(results: dict[str, Any]) -> str:
+    """A few lines for the terminal: the held-out figures of every rule."""
+    lines = [
+        f"recipe {results.get('recipe')} on {results.get('features')} ({results.get('data_note')}), "
+        f"weights {results.get('weights_hash')}, scans {results.get('n_scans')}"
+    ]
+    for name, figs in results.get("test", {}).items():
+        if name in RULES:
+            lines.append(
+                f"test {name:>13}: acc {figs['acc']:.3f}  FPE {figs['fpe']:.3f}  FNE {figs['fne']:.3f}  "
+                f"FDPE {figs['fdpe']:.3f}  ({figs['n_scans']} scans)"
+            )
+    if results.get("system"):
+        lines.append(f"system file (slice + patient network): {results['system']}")
+    lines.append(f"seconds: {results.get('seconds')}")
+    return "\n".join(lines)
