@@ -83,6 +83,11 @@ def test_tiny_run_writes_everything(cohort, tmp_path):
     assert 0 < t["pointing_game_chance"] < 0.5
     per_class = [t[f"pointing_game_{c}"] for c in ("covid-19", "h1n1", "cap") if f"pointing_game_{c}" in t]
     assert per_class and min(per_class) <= t["pointing_game"] <= max(per_class)
+    conf = np.array(t["confusion"])
+    by_height, by_area = t["acc_healthy_by_height"], t["acc_by_lesion_area"]
+    assert sum(by_height["n"]) == conf[0].sum() and sum(by_area["n"]) == conf[1:].sum()
+    hits = np.nansum(np.array(by_height["acc"]) * by_height["n"]) + np.nansum(np.array(by_area["acc"]) * by_area["n"])
+    assert hits / conf.sum() == pytest.approx(t["acc"])  # the bins add up to the overall accuracy
 
     # `m3lung evaluate slice` re-tests best.pt on the same held-out scans and finds the same figures
     again = evaluate_slice_run(tmp_path / "run", cohort / "data", cache_dir=cohort / "cache", progress=False)

@@ -13,21 +13,29 @@ import numpy as np
 from m3lung.errors import InputError
 
 
-def _inverse_positions(start: np.ndarray, stop: np.ndarray, size: int, length: int) -> tuple[np.ndarray, ...]:
-    """For every output pixel 0..length-1 of every slice: left crop index, weight, and inside-box flag."""
+def _interpolation_matrices(start: np.ndarray, stop: np.ndarray, size: int, length: int) -> np.ndarray:
+    """(n, length, size) bilinear weights taking ``size`` crop samples to pixels 0..length-1 of each slice.
+
+    Pixel p of slice k samples the crop at u = (p - start_k + 0.5) * size / (stop_k - start_k) - 0.5
+    (pixel centres aligned, clamped to the crop); rows of pixels outside [start_k, stop_k) are zero.
+    """
+    n = start.shape[0]
     span = np.maximum(stop - start, 1).astype(np.float64)
     pix = np.arange(length, dtype=np.float64)[None, :]
-    pos = (pix - start[:, None] + 0.5) * (size / span[:, None]) - 0.5  # crop coordinate of each pixel
-    inside = (pix >= start[:, None]) & (pix < stop[:, None])
-    pos = np.clip(pos, 0, size - 1)
+    pos = np.clip((pix - start[:, None] + 0.5) * (size / span[:, None]) - 0.5, 0, size - 1)
     i0 = np.minimum(np.floor(pos).astype(np.int64), max(size - 2, 0))
-    w = (pos - i0).astype(np.float32)
-    if size == 1:
-        w[:] = 0
-    return i0, w, inside
+    w1 = (pos - i0) if size > 1 else np.zeros_like(pos)
+    inside = (pix >= start[:, None]) & (pix < stop[:, None])
+    mat = np.zeros((n, length, size), dtype=np.float32)
+    k = np.arange(n)[:, None]
+    p = np.arange(length)[None, :]
+    mat[k, p, i0] = np.where(inside, 1 - w1, 0)
+    if size > 1:
+        mat[k, p, i0 + 1] += np.where(inside, w1, 0)
+    return mat
 
 
-def uncrop_maps(maps: np.ndarray, boxes: np.ndarray, shape: tuple[int, int], *, chunk: int = 64) -> np.ndarray:
+def uncrop_maps(maps: np.ndarray, boxes: np.ndarray, shape: tuple[int, int], *, chunk: int = 32) -> np.ndarray:
     """Put crop-space maps back into their slices.
 
     Parameters
@@ -39,7 +47,8 @@ def uncrop_maps(maps: np.ndarray, boxes: np.ndarray, shape: tuple[int, int], *, 
 
     Returns
     -------
-    (N, H, W) float32: the maps resized bilinearly into their boxes, 0 outside.
+    (N, H, W) float32: the maps resized bilinearly into their boxes, 0 outside. Each slice is two
+    batched matrix products, rows (H x S) @ map (S x S) @ columns (S x W), all slices of a chunk at once.
     """
     m = np.asarray(maps, dtype=np.float32)
     b = np.asarray(boxes, dtype=np.int64)
@@ -47,19 +56,12 @@ def uncrop_maps(maps: np.ndarray, boxes: np.ndarray, shape: tuple[int, int], *, 
         raise InputError(f"uncrop_maps: maps (N, S, S) and boxes (N, 4) expected, got {m.shape} and {b.shape}")
     n, sr, sc = m.shape
     h, w = shape
-    out = np.zeros((n, h, w), dtype=np.float32)
+    out = np.empty((n, h, w), dtype=np.float32)
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
-        k = np.arange(e - s)[:, None]
-        ry, wy, iny = _inverse_positions(b[s:e, 0], b[s:e, 2], sr, h)
-        rx, wx, inx = _inverse_positions(b[s:e, 1], b[s:e, 3], sc, w)
-        ry1 = np.minimum(ry + 1, sr - 1)
-        rx1 = np.minimum(rx + 1, sc - 1)
-        mm = m[s:e]
-        rows = mm[k, ry] * (1 - wy[:, :, None]) + mm[k, ry1] * wy[:, :, None]  # (n, H, sc)
-        rt = rows.transpose(0, 2, 1)  # (n, sc, H)
-        cols = rt[k, rx] * (1 - wx[:, :, None]) + rt[k, rx1] * wx[:, :, None]  # (n, W, H)
-        out[s:e] = cols.transpose(0, 2, 1) * (iny[:, :, None] & inx[:, None, :])
+        rows = _interpolation_matrices(b[s:e, 0], b[s:e, 2], sr, h)  # (n, H, S)
+        cols = _interpolation_matrices(b[s:e, 1], b[s:e, 3], sc, w)  # (n, W, S)
+        np.matmul(np.matmul(rows, m[s:e]), cols.transpose(0, 2, 1), out=out[s:e])
     return out
 
 

@@ -123,11 +123,11 @@ class SliceOutput:
 
     @property
     def p_multi(self) -> torch.Tensor:
-        return self.class_logits.softmax(dim=1)
+        return self.class_logits.float().softmax(dim=1)  # float32 even under bf16 autocast
 
     @property
     def p_lesion(self) -> torch.Tensor | None:
-        return None if self.lesion_logits is None else self.lesion_logits.softmax(dim=1)
+        return None if self.lesion_logits is None else self.lesion_logits.float().softmax(dim=1)
 
 
 def coordinate_maps(

@@ -382,6 +382,7 @@ def evaluate_slices(
         out["auc_macro"] = float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
         out["confusion"] = confusion_matrix(cls, p.argmax(1), n_cls).tolist()
         out["n_rule_slices"] = float(sel_rows.size)
+        out.update(_accuracy_breakdown(table, sel_rows, cls, p.argmax(1)))
     known = table.lesion[rows] >= 0
     if pred.p_lesion is not None and known.any():
         out["lesion_auc"] = roc_auc(table.lesion[rows][known], pred.p_lesion[known, 1])
@@ -410,6 +411,43 @@ def evaluate_slices(
             label = table.label[rows][has]
             for k in np.unique(label):
                 out[f"pointing_game_{CLASS_NAMES[int(k)].lower()}"] = float(hits[label == k].mean())
+    return out
+
+
+def _accuracy_breakdown(
+    table: SliceTable, rows: np.ndarray, cls: np.ndarray, pred: np.ndarray
+) -> dict[str, dict[str, list[float]]]:
+    """Where the 4-class errors are: healthy slices by height in the scan, lesion slices by lesion area.
+
+    ``acc_healthy_by_height``: accuracy on healthy-scan slices in five bins of relative height
+    (0 = most inferior slice, 1 = most superior). ``acc_by_lesion_area``: accuracy on lesion slices
+    in quartiles of the lesion's share of the lung crop (needs lesion masks).
+    """
+    out: dict[str, dict[str, list[float]]] = {}
+    ok = (cls == pred).astype(float)
+    n_per = np.bincount(table.patient)
+    rel = table.index[rows] / np.maximum(n_per[table.patient[rows]] - 1, 1)
+    healthy = cls == 0
+    if healthy.any():
+        edges = np.linspace(0, 1, 6)
+        b = np.clip(np.digitize(rel, edges[1:-1]), 0, 4)
+        out["acc_healthy_by_height"] = {
+            "bin_edges": edges.round(2).tolist(),
+            "acc": [
+                float(ok[healthy & (b == k)].mean()) if (healthy & (b == k)).any() else float("nan") for k in range(5)
+            ],
+            "n": [float((healthy & (b == k)).sum()) for k in range(5)],
+        }
+    sick = cls > 0
+    if table.masks is not None and sick.sum() >= 4:
+        frac = table.masks[rows].reshape(rows.size, -1).mean(1)
+        edges = np.quantile(frac[sick], [0, 0.25, 0.5, 0.75, 1])
+        b = np.clip(np.digitize(frac, edges[1:-1]), 0, 3)
+        out["acc_by_lesion_area"] = {
+            "quartile_edges": edges.round(5).tolist(),
+            "acc": [float(ok[sick & (b == k)].mean()) if (sick & (b == k)).any() else float("nan") for k in range(4)],
+            "n": [float((sick & (b == k)).sum()) for k in range(4)],
+        }
     return out
 
 

@@ -150,7 +150,7 @@ class Screener:
         device: str = "auto",
         batch_size: int = 32,
         bf16: bool = False,
-        chunk: int = 64,
+        chunk: int = 32,
         every: int | None = None,
         threshold: float = 0.99,
         maxpool_threshold: float = 0.5,
