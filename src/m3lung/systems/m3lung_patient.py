@@ -250,9 +250,18 @@ def rule_figures(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
 
 
 def evaluate_patients(
-    model: PatientNet | None, scans: Sequence[ScanFeatures], recipe: PatientRecipe, device: torch.device
+    model: PatientNet | None,
+    scans: Sequence[ScanFeatures],
+    recipe: PatientRecipe,
+    device: torch.device,
+    *,
+    predictions_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """Table IV-style figures of every rule on ``scans``, plus each scan's decisions."""
+    """Table IV-style figures of every rule on ``scans``, plus each scan's decisions.
+
+    With ``predictions_dir``, each rule's decisions are also written as ``predictions_<rule>.csv`` in
+    the format ``m3lung evaluate`` reads (bootstrap intervals, p-values between rules, figures).
+    """
     y = np.array([s.label for s in scans], dtype=np.int64)
     decisions = fusion_decisions(
         scans, threshold=recipe.nonparametric_threshold, maxpool_threshold=recipe.maxpool_threshold
@@ -261,6 +270,13 @@ def evaluate_patients(
         p = network_probs(model, scans, device)
         decisions = {"network": (p.argmax(1), p), **decisions}
     out: dict[str, Any] = {name: rule_figures(y, pred) for name, (pred, _) in decisions.items()}
+    if predictions_dir is not None:
+        from m3lung.evaluate.predictions import write_predictions
+
+        ids = [s.patient_id for s in scans]
+        for name, (pred, probs) in decisions.items():
+            path = Path(predictions_dir) / f"predictions_{name}.csv"
+            write_predictions(path, ids, y.tolist(), pred.tolist(), probs, CLASS_NAMES)
     out["scans"] = [
         {
             "patient_id": s.patient_id,
@@ -363,7 +379,7 @@ def train_patient(
         "n_scans": {k: len(v) for k, v in scans.items()},
     }
     if scans["test"]:
-        results["test"] = evaluate_patients(best, scans["test"], recipe, device)
+        results["test"] = evaluate_patients(best, scans["test"], recipe, device, predictions_dir=out_dir)
     slice_file = Path(meta.get("slice_weights", ""))
     if slice_file.is_file():
         slice_doc = load_checkpoint(slice_file, kind="slice_net")
@@ -390,3 +406,29 @@ def summarise_patient(results: dict[str, Any]) -> str:
         lines.append(f"system file (slice + patient network): {results['system']}")
     lines.append(f"seconds: {results.get('seconds')}")
     return "\n".join(lines)
+
+
+def evaluate_patient_run(
+    run: str | os.PathLike[str], *, features: str | os.PathLike[str] | None = None
+) -> dict[str, Any]:
+    """Re-test a finished patient run (its ``best.pt``) on its own held-out scans; rewrite ``results.json``.
+
+    Also writes ``predictions_<rule>.csv`` for ``m3lung evaluate``. ``features`` defaults to the cache
+    the run trained on.
+    """
+    run_dir = Path(run)
+    if not (run_dir / "recipe.json").exists() or not (run_dir / "results.json").exists():
+        raise InputError(f"{run_dir}: not a finished patient run (recipe.json and results.json expected)")
+    recipe = from_dict(PatientRecipe, json.loads((run_dir / "recipe.json").read_text()), where=str(run_dir))
+    results = json.loads((run_dir / "results.json").read_text())
+    cache = FeatureCache(features or results["features"])
+    split = json.loads((run_dir / "split.json").read_text())
+    doc = load_checkpoint(run_dir / "best.pt", kind="patient_net")
+    model = PatientNet(PatientNetConfig(**doc["config"]))
+    load_state_checked(model, doc["state_dict"], source=str(run_dir / "best.pt"), target="PatientNet")
+    device = pick_device(recipe.train.device)
+    model.to(device)
+    scans = [cache.load(p) for p in split["test"]]
+    results["test"] = evaluate_patients(model, scans, recipe, device, predictions_dir=run_dir)
+    write_text_atomic(run_dir / "results.json", json.dumps(results, indent=1, default=float))
+    return results
