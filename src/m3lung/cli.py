@@ -147,13 +147,41 @@ def cmd_train_slice(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate_slice(args: argparse.Namespace) -> int:
-    from m3lung.systems.m3lung import evaluate_slice_run, summarise
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from m3lung.errors import InputError
 
-    results = evaluate_slice_run(
-        args.run, args.data, weights=args.weights, cache_dir=args.cache, progress=not args.quiet
+    first = args.inputs[0]
+    if first in ("slice", "patient"):
+        if len(args.inputs) != 2:
+            raise InputError(f"m3lung evaluate {first} takes one run folder: m3lung evaluate {first} RUN")
+        if first == "slice":
+            from m3lung.systems.m3lung import evaluate_slice_run, summarise
+
+            if not args.data:
+                raise InputError("m3lung evaluate slice RUN needs --data (the data the run trained on)")
+            results = evaluate_slice_run(
+                args.inputs[1], args.data, weights=args.weights, cache_dir=args.cache, progress=not args.quiet
+            )
+            print(summarise(results))
+        else:
+            from m3lung.systems.m3lung_patient import evaluate_patient_run, summarise_patient
+
+            print(summarise_patient(evaluate_patient_run(args.inputs[1], features=args.features)))
+        return 0
+    from m3lung.evaluate.summary import evaluate_files
+
+    if len(args.inputs) != 1:
+        raise InputError("m3lung evaluate takes one predictions file or screen folder (use --compare for another)")
+    result = evaluate_files(
+        first,
+        compare=args.compare,
+        labels=args.labels,
+        classes=args.classes,
+        n_resamples=args.bootstrap,
+        seed=args.seed,
+        out=args.out,
     )
-    print(summarise(results))
+    print(json.dumps(result["json"], indent=1) if args.json else result["markdown"])
     return 0
 
 
@@ -362,15 +390,30 @@ def build_parser() -> argparse.ArgumentParser:
     _read_options(p)
     p.set_defaults(func=cmd_screen)
 
-    p = sub.add_parser("evaluate", help="re-test a trained network on its run's held-out data")
-    esub = p.add_subparsers(dest="what", required=True, metavar="NETWORK")
-    e = esub.add_parser("slice", help="the M³Lung-Sys slice network (writes RUN/results.json)")
-    e.add_argument("run", help="a run folder written by `m3lung train slice`")
-    e.add_argument("--data", required=True, help="the data the run trained on")
-    e.add_argument("--weights", help="checkpoint to test (default: RUN/best.pt)")
-    e.add_argument("--cache", help="folder for preprocessed slices (default: RUN/cache)")
-    e.add_argument("--quiet", action="store_true", help="no progress bars")
-    e.set_defaults(func=cmd_evaluate_slice)
+    p = sub.add_parser(
+        "evaluate",
+        help="figures with bootstrap CIs from predictions; or re-test a training run (evaluate slice|patient RUN)",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="PRED.csv (patient_id,label,pred[,p_<class>...]), an `m3lung screen` folder (with --labels), "
+        "or `slice RUN` / `patient RUN` to re-test a training run on its held-out data",
+    )
+    p.add_argument("--compare", help="a second system's predictions (same patients): paired-bootstrap p-values")
+    p.add_argument("--labels", help="labels CSV (study_id,label) for `m3lung screen` folders")
+    p.add_argument("--classes", help="class names in index order (default Healthy,COVID-19,H1N1,CAP)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples over patients (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON instead of Markdown tables")
+    p.add_argument("--out", help="folder for figures (ROC, confusion matrix, calibration; PNG and SVG) and JSON")
+    p.add_argument("--data", help="evaluate slice: the data the run trained on")
+    p.add_argument("--weights", help="evaluate slice: checkpoint to test (default: RUN/best.pt)")
+    p.add_argument("--cache", help="evaluate slice: folder for preprocessed slices (default: RUN/cache)")
+    p.add_argument("--features", help="evaluate patient: feature cache (default: the one the run used)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="make a synthetic study and screen it with the shipped demo weights (no downloads)")
     p.add_argument("--out", help="output folder")

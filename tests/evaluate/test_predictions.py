@@ -67,5 +67,5 @@ def test_screen_folders(tmp_path):
     p = read_screen_outputs(tmp_path, tmp_path / "labels.csv")
     assert p.y_true.tolist() == [1, 3] and p.y_pred.tolist() == [1, 0] and p.proba[0, 1] == 0.8
     (tmp_path / "labels.csv").write_text("study_id,label\ns3,CAP\n")
-    with pytest.raises(InputError, match="no report.json"):
+    with pytest.raises(InputError, match=r"no report\.json"):
         read_screen_outputs(tmp_path, tmp_path / "labels.csv")

@@ -1,7 +1,16 @@
-"""Metrics and statistics, computed the way the seed papers compute them."""
+"""Metrics and statistics, computed the way the seed papers compute them.
+
+Figures over predictions (:mod:`classification`), bootstrap intervals over patients and paired
+p-values (:mod:`bootstrap`), paper-style tables (:mod:`tables`), calibration and Hosmer–Lemeshow
+(:mod:`calibration`), survival statistics (:mod:`survival`, imports lifelines), figures
+(:mod:`figures`, imports matplotlib) and the ``m3lung evaluate`` command (:mod:`summary`).
+"""
 
 from __future__ import annotations
 
+from m3lung.evaluate.bootstrap import bootstrap_figures, paired_bootstrap_pvalue
+from m3lung.evaluate.calibration import calibration_curve, hosmer_lemeshow
+from m3lung.evaluate.classification import classification_figures
 from m3lung.evaluate.maps import dice, pointing_game
 from m3lung.evaluate.metrics import (
     accuracy,
@@ -11,14 +20,22 @@ from m3lung.evaluate.metrics import (
     roc_auc,
     sensitivity_specificity,
 )
+from m3lung.evaluate.tables import table_patient_level, table_per_class
 
 __all__ = [
     "accuracy",
+    "bootstrap_figures",
+    "calibration_curve",
+    "classification_figures",
     "confusion_matrix",
     "dice",
     "error_rates",
+    "hosmer_lemeshow",
     "one_vs_rest_auc",
+    "paired_bootstrap_pvalue",
     "pointing_game",
     "roc_auc",
     "sensitivity_specificity",
+    "table_patient_level",
+    "table_per_class",
 ]
