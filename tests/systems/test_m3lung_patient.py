@@ -80,7 +80,7 @@ def test_patient_run_outputs_and_split(tiny_system):
 
     for rule in ("network", "nonparametric", "maxpool"):  # what `m3lung evaluate` reads
         ev = evaluate_files(run / f"predictions_{rule}.csv", n_resamples=50)["json"]
-        assert ev["systems"][f"predictions_{rule}"]["acc"][0] == pytest.approx(res["test"][rule]["acc"])
+        assert ev["systems"][f"patient/{rule}"]["acc"][0] == pytest.approx(res["test"][rule]["acc"])
     slice_doc, patient_doc = load_system(run / "system.pt")
     assert slice_doc["weights_hash"] == load_checkpoint(tiny_system / "slice" / "best.pt")["weights_hash"]
     assert patient_doc is not None and patient_doc["weights_hash"] == res["weights_hash"]

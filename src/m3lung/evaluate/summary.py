@@ -65,6 +65,16 @@ def _align(a: Predictions, b: Predictions) -> Predictions:
     )
 
 
+def system_name(source: str) -> str:
+    """A row name for a predictions file: its stem, or ``<run folder>/<rule>`` for a run's predictions."""
+    p = Path(source)
+    if p.is_dir():
+        return p.name
+    if p.stem.startswith("predictions_"):
+        return f"{p.parent.name}/{p.stem.removeprefix('predictions_')}"
+    return p.stem
+
+
 def evaluate_predictions(
     preds: Predictions,
     *,
@@ -87,7 +97,7 @@ def evaluate_predictions(
     classes = preds.classes
     healthy = healthy_index(classes)
     k = len(classes)
-    name_a = Path(preds.source).stem
+    name_a = system_name(preds.source)
     systems = {
         name_a: bootstrap_figures(
             preds.y_true,
@@ -103,7 +113,7 @@ def evaluate_predictions(
     pvalues: dict[str, dict[str, float]] = {}
     if compare is not None:
         other = _align(preds, compare)
-        name_b = Path(other.source).stem
+        name_b = system_name(other.source)
         if name_b == name_a:
             name_b += " (compared)"
         systems[name_b] = bootstrap_figures(
