@@ -181,7 +181,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seed=args.seed,
         out=args.out,
     )
-    print(json.dumps(result["json"], indent=1) if args.json else result["markdown"])
+    print(json.dumps(result["json"], indent=1, allow_nan=False) if args.json else result["markdown"])
     return 0
 
 

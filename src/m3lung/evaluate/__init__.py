@@ -11,6 +11,7 @@ from __future__ import annotations
 from m3lung.evaluate.bootstrap import bootstrap_figures, paired_bootstrap_pvalue
 from m3lung.evaluate.calibration import calibration_curve, hosmer_lemeshow
 from m3lung.evaluate.classification import classification_figures
+from m3lung.evaluate.figures import plot_calibration, plot_confusion, plot_kaplan_meier, plot_roc
 from m3lung.evaluate.maps import dice, pointing_game
 from m3lung.evaluate.metrics import (
     accuracy,
@@ -20,19 +21,28 @@ from m3lung.evaluate.metrics import (
     roc_auc,
     sensitivity_specificity,
 )
+from m3lung.evaluate.survival import CoxResult, cox_stepwise, kaplan_meier, logrank
 from m3lung.evaluate.tables import table_patient_level, table_per_class
 
 __all__ = [
+    "CoxResult",
     "accuracy",
     "bootstrap_figures",
     "calibration_curve",
     "classification_figures",
     "confusion_matrix",
+    "cox_stepwise",
     "dice",
     "error_rates",
     "hosmer_lemeshow",
+    "kaplan_meier",
+    "logrank",
     "one_vs_rest_auc",
     "paired_bootstrap_pvalue",
+    "plot_calibration",
+    "plot_confusion",
+    "plot_kaplan_meier",
+    "plot_roc",
     "pointing_game",
     "roc_auc",
     "sensitivity_specificity",

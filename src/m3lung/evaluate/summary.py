@@ -24,6 +24,12 @@ HEALTHY_NAMES = ("healthy", "normal", "np", "non-pneumonia", "negative")
 COMPARED = ("acc", "macro_auc", "macro_f1", "fpe", "fne", "fdpe")
 
 
+def _finite(v: float) -> float | None:
+    """JSON has no NaN or infinity: undefined figures are written as null."""
+    x = float(v)
+    return x if np.isfinite(x) else None
+
+
 def healthy_index(classes: tuple[str, ...]) -> int | None:
     """Index of the class meaning "no disease" (Healthy, Normal, NP...), or None."""
     for i, c in enumerate(classes):
@@ -141,13 +147,13 @@ def evaluate_predictions(
                 seed=seed,
             )
     conf = confusion_matrix(preds.y_true, preds.y_pred, k)
-    hl: dict[str, dict[str, float]] = {}
+    hl: dict[str, dict[str, float | int | None]] = {}
     if preds.proba is not None and preds.per_patient:
         for i, c in enumerate(classes):
             y = (preds.y_true == i).astype(int)
             if 0 < y.sum() < y.size and y.size >= 20:
                 stat, dof, p = hosmer_lemeshow(y, preds.proba[:, i])
-                hl[c] = {"statistic": float(stat), "dof": int(dof), "p": float(p)}
+                hl[c] = {"statistic": _finite(stat), "dof": int(dof), "p": _finite(p)}
     data: dict[str, Any] = {
         "classes": list(classes),
         "healthy_class": None if healthy is None else classes[healthy],
@@ -155,7 +161,7 @@ def evaluate_predictions(
         "n_patients": int(np.unique(preds.ids).size),
         "bootstrap": {"resamples": n_resamples, "seed": seed, "level": 0.95, "over": "patients"},
         "systems": {
-            name: {key: [float(v) for v in vals] for key, vals in figs.items()} for name, figs in systems.items()
+            name: {key: [_finite(v) for v in vals] for key, vals in figs.items()} for name, figs in systems.items()
         },
         "confusion": conf.tolist(),
         "pvalues_vs_first": pvalues,
@@ -180,7 +186,7 @@ def evaluate_predictions(
         data["figures"] = [str(p) for p in _write_figures(preds, conf, Path(out))]
         from m3lung.io.atomic import write_text_atomic
 
-        write_text_atomic(Path(out) / "figures.json", json.dumps(data, indent=1))
+        write_text_atomic(Path(out) / "figures.json", json.dumps(data, indent=1, allow_nan=False))
         write_text_atomic(Path(out) / "tables.md", markdown + "\n")
     return {"json": data, "markdown": markdown}
 
