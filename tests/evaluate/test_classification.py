@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 
 from m3lung.errors import InputError
-from m3lung.evaluate import classification_figures
+from m3lung.evaluate import classification_figures, error_rates, sensitivity_specificity
 
 M3LUNG = np.array([[99, 2, 1, 0], [1, 95, 0, 0], [0, 0, 41, 0], [7, 3, 0, 43]])  # SYSTEMS.md §1.6
 XU_PATIENTS = np.array([[26, 3, 1], [4, 25, 1], [2, 1, 27]])  # seed 004, patients (rows = truth)
@@ -78,3 +78,69 @@ def test_undefined_figures_are_nan_and_bad_input_is_refused():
         classification_figures(np.array([0, 4]), np.array([0, 0]), classes=PAPER)
     with pytest.raises(InputError):
         classification_figures(np.array([0, 1]), np.array([0, 0]), np.ones((2, 3)), classes=PAPER)
+
+
+def test_agrees_with_error_rates_and_sensitivity_specificity_for_any_healthy_index():
+    y, p = _labels(M3LUNG)
+    f = classification_figures(y, p, classes=PAPER)
+    ref = error_rates(M3LUNG)
+    sen, spec = sensitivity_specificity(M3LUNG)
+    for key in ("acc", "fpe", "fne", "fdpe"):
+        assert f[key] == pytest.approx(ref[key]), key
+    for i, c in enumerate(PAPER):
+        assert f[f"sen[{c}]"] == pytest.approx(sen[i]) and f[f"spec[{c}]"] == pytest.approx(spec[i])
+    # the same patients with Healthy moved to index 2: the same error rates, keys follow the names
+    perm = np.array([2, 0, 1, 3])  # old index -> new index
+    names = ("COVID-19", "H1N1", "Healthy", "CAP")
+    g = classification_figures(perm[y], perm[p], classes=names, healthy=2)
+    for key in ("acc", "fpe", "fne", "fdpe", "sen[CAP]", "spec[Healthy]", "f1[H1N1]", "macro_prec"):
+        assert g[key] == pytest.approx(f[key]), key
+
+
+def test_keys_and_scores_need_not_be_probabilities():
+    rng = np.random.default_rng(8)
+    y = rng.integers(0, 3, 90)
+    logits = rng.normal(size=(90, 3)) + 2 * np.eye(3)[y]
+    proba = np.exp(logits)  # unnormalised, rows do not sum to 1
+    three = ("NP", "CAP", "COVID-19")
+    a = classification_figures(y, logits.argmax(1), logits, classes=three, healthy=None)
+    b = classification_figures(y, proba.argmax(1), proba, classes=three, healthy=None)
+    assert a == pytest.approx(b)  # only the order within a column matters
+    for i, c in enumerate(three):
+        assert a[f"auc[{c}]"] == pytest.approx(roc_auc_score(y == i, logits[:, i]))
+    expected = {"acc", "macro_sen", "macro_spec", "macro_prec", "macro_f1", "macro_auc"}
+    expected |= {f"{m}[{c}]" for m in ("sen", "spec", "prec", "f1", "auc") for c in three}
+    assert set(a) == expected
+    with_healthy = classification_figures(y, logits.argmax(1), classes=three, healthy=0)
+    assert {"fpe", "fne", "fdpe"} <= set(with_healthy) and "auc[NP]" not in with_healthy
+
+
+def test_labels_may_be_whole_floats_and_other_input_is_refused():
+    f = classification_figures(np.array([0.0, 1.0, 1.0]), np.array([0, 1, 0]), classes=("a", "b"))
+    assert f["acc"] == pytest.approx(2 / 3)
+    bad = [
+        dict(y_true=np.array([0, 0.5]), y_pred=np.array([0, 0]), classes=("a", "b")),
+        dict(y_true=np.array([True, False]), y_pred=np.array([0, 0]), classes=("a", "b")),
+        dict(y_true=np.array([0, 1]), y_pred=np.array([0, -1]), classes=("a", "b")),
+        dict(y_true=np.array([0, 1]), y_pred=np.array([0, 1, 1]), classes=("a", "b")),
+        dict(y_true=np.array([], dtype=int), y_pred=np.array([], dtype=int), classes=("a", "b")),
+        dict(y_true=np.array([0, 1]), y_pred=np.array([0, 1]), classes=("a", "a")),
+        dict(y_true=np.array([0, 1]), y_pred=np.array([0, 1]), classes="ab"),
+        dict(y_true=np.array([0, 0]), y_pred=np.array([0, 0]), classes=("a",)),
+        dict(y_true=np.array([0, 1]), y_pred=np.array([0, 1]), classes=("a", "b"), healthy=2),
+        dict(
+            y_true=np.array([0, 1]),
+            y_pred=np.array([0, 1]),
+            proba=np.array([[0.5, np.nan], [0, 1]]),
+            classes=("x", "y"),
+        ),
+        dict(
+            y_true=np.array([0, 1]),
+            y_pred=np.array([0, 1]),
+            proba=np.array([[0.5, np.inf], [0, 1]]),
+            classes=("x", "y"),
+        ),
+    ]
+    for kwargs in bad:
+        with pytest.raises(InputError):
+            classification_figures(**kwargs)

@@ -8,7 +8,12 @@ p-values (:mod:`bootstrap`), paper-style tables (:mod:`tables`), calibration and
 
 from __future__ import annotations
 
-from m3lung.evaluate.bootstrap import bootstrap_figures, paired_bootstrap_pvalue
+from m3lung.evaluate.bootstrap import (
+    bootstrap_figures,
+    bootstrap_replicates,
+    paired_bootstrap_pvalue,
+    resample_counts,
+)
 from m3lung.evaluate.calibration import calibration_curve, hosmer_lemeshow
 from m3lung.evaluate.classification import classification_figures
 from m3lung.evaluate.figures import plot_calibration, plot_confusion, plot_kaplan_meier, plot_roc
@@ -22,12 +27,13 @@ from m3lung.evaluate.metrics import (
     sensitivity_specificity,
 )
 from m3lung.evaluate.survival import CoxResult, cox_stepwise, kaplan_meier, logrank
-from m3lung.evaluate.tables import table_patient_level, table_per_class
+from m3lung.evaluate.tables import table_patient_level, table_per_class, to_jsonable
 
 __all__ = [
     "CoxResult",
     "accuracy",
     "bootstrap_figures",
+    "bootstrap_replicates",
     "calibration_curve",
     "classification_figures",
     "confusion_matrix",
@@ -44,8 +50,10 @@ __all__ = [
     "plot_kaplan_meier",
     "plot_roc",
     "pointing_game",
+    "resample_counts",
     "roc_auc",
     "sensitivity_specificity",
     "table_patient_level",
     "table_per_class",
+    "to_jsonable",
 ]

@@ -4,16 +4,19 @@ Figures (fractions 0–1; NaN where a denominator is empty), keyed by the class 
 
 * ``acc`` — trace / total;
 * ``sen[c]``, ``spec[c]``, ``prec[c]``, ``f1[c]`` — one-vs-rest sensitivity (recall), specificity,
-  precision and F1 of class c; ``auc[c]`` — one-vs-rest ROC AUC from the scores of class c (when
-  scores are given; equal to scikit-learn's ``roc_auc_score``);
+  precision and F1 of class c (seed 004 Table 6 reports recall, precision and F1); ``auc[c]`` —
+  one-vs-rest ROC AUC from the scores of class c (when scores are given; equal to scikit-learn's
+  ``roc_auc_score``, ties counted one half);
 * ``macro_sen``, ``macro_spec``, ``macro_prec``, ``macro_f1``, ``macro_auc`` — their unweighted means
-  over the classes where they are defined;
+  over the classes where they are defined (scikit-learn's ``average="macro"`` agrees whenever every
+  class occurs and is predicted; where a class is never predicted it counts a precision of 0 instead);
 * ``fpe``, ``fne`` and (K ≥ 3) ``fdpe`` — M³Lung-Sys's error rates against the "no disease" class
-  ``healthy`` (SYSTEMS.md §1.6): healthy called diseased / healthy; diseased called healthy /
-  diseased; diseased called the wrong disease / diseased.
+  ``healthy`` (seed 001 Table II): healthy called diseased / healthy (= 1 − ``sen[Healthy]``);
+  diseased called healthy / diseased (= 1 − ``spec[Healthy]``); diseased called the wrong disease /
+  diseased. With class 0 healthy they equal :func:`m3lung.evaluate.metrics.error_rates`.
 
 The work is done on stacks of confusion matrices (R, K, K) and score matrices (R, N), so the
-bootstrap computes all its resamples in a few array passes.
+bootstrap (:mod:`m3lung.evaluate.bootstrap`) derives all its resamples' count figures in one pass.
 """
 
 from __future__ import annotations
@@ -26,25 +29,56 @@ from scipy.stats import rankdata
 from m3lung.errors import InputError
 
 
+def check_classes(classes: Sequence[str], healthy: int | None) -> tuple[str, ...]:
+    """The class names as a tuple, after checking that there are at least two distinct ones and ``healthy`` fits."""
+    if isinstance(classes, (str, bytes)):
+        raise InputError(f"classes must be a list of class names, not the single string {classes!r}")
+    names = tuple(str(c) for c in classes)
+    if len(names) < 2:
+        raise InputError(f"at least two classes are needed, got {list(names)}")
+    if len(set(names)) != len(names):
+        raise InputError(f"class names must be distinct (they name the figures), got {list(names)}")
+    if healthy is not None and (isinstance(healthy, bool) or not 0 <= int(healthy) < len(names)):
+        raise InputError(f"healthy class index {healthy!r} is not one of 0..{len(names) - 1}")
+    return names
+
+
+def _class_indices(name: str, v: np.ndarray, n_classes: int) -> np.ndarray:
+    if v.dtype == np.bool_ or not (np.issubdtype(v.dtype, np.integer) or np.issubdtype(v.dtype, np.floating)):
+        raise InputError(f"{name} must be integer class indices 0..{n_classes - 1}, got dtype {v.dtype}")
+    if np.issubdtype(v.dtype, np.floating) and not (np.isfinite(v).all() and (v == np.round(v)).all()):
+        raise InputError(f"{name} must be whole-number class indices 0..{n_classes - 1}")
+    if v.min() < 0 or v.max() >= n_classes:
+        raise InputError(f"{name} must be class indices 0..{n_classes - 1}, found values {v.min():g}..{v.max():g}")
+    return v.astype(np.int64)
+
+
 def check_inputs(
     y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, n_classes: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Validated int labels (N,), predictions (N,) and float scores (N, K) or None."""
+    """Validated labels (N,) int64, predictions (N,) int64 and scores (N, K) float64 or None.
+
+    Labels and predictions are class indices 0..K-1 (integers, or floats holding whole numbers).
+    Scores may be any finite numbers: probabilities, logits or unnormalised scores; rows need not sum
+    to 1, since an AUC only uses the order of the scores within one class column.
+    """
     y = np.asarray(y_true)
     p = np.asarray(y_pred)
     if y.ndim != 1 or p.shape != y.shape or y.size == 0:
         raise InputError(f"labels and predictions must be two equally long non-empty vectors, got {y.shape}, {p.shape}")
-    for name, v in (("labels", y), ("predictions", p)):
-        if not np.issubdtype(v.dtype, np.integer) or v.min() < 0 or v.max() >= n_classes:
-            raise InputError(f"{name} must be class indices 0..{n_classes - 1}")
+    y64 = _class_indices("labels", y, n_classes)
+    p64 = _class_indices("predictions", p, n_classes)
     s = None
     if proba is not None:
-        s = np.asarray(proba, dtype=np.float64)
+        try:
+            s = np.asarray(proba, dtype=np.float64)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"scores must be numbers: {e}") from None
         if s.shape != (y.size, n_classes):
             raise InputError(f"scores must be (N, K) = ({y.size}, {n_classes}), got {s.shape}")
         if not np.isfinite(s).all():
-            raise InputError("scores must be finite")
-    return y.astype(np.int64), p.astype(np.int64), s
+            raise InputError("scores must be finite (no NaN or inf)")
+    return y64, p64, s
 
 
 def confusion_stack(y: np.ndarray, p: np.ndarray, n_classes: int) -> np.ndarray:
@@ -140,14 +174,33 @@ def classification_figures(
     classes: Sequence[str],
     healthy: int | None = 0,
 ) -> dict[str, float]:
-    """Every figure of the module docstring for one set of predictions (labels and predictions (N,))."""
-    k = len(classes)
-    if k < 2:
-        raise InputError("at least two classes are needed")
-    if healthy is not None and not 0 <= healthy < k:
-        raise InputError(f"healthy class index {healthy} is not one of 0..{k - 1}")
-    y, p, s = check_inputs(y_true, y_pred, proba, k)
-    figs = count_figures(confusion_stack(y, p, k), classes, healthy)
+    """Every figure of the module docstring for one set of predictions.
+
+    Parameters
+    ----------
+    y_true, y_pred : (N,) int
+        True and predicted class indices 0..K-1 of N patients (or slices); floats holding whole numbers
+        are accepted.
+    proba : (N, K) float, optional
+        Per-class scores for the AUCs: probabilities or any finite scores (logits, unnormalised
+        outputs); rows need not sum to 1, only the order within a column matters. ``y_pred`` is not
+        derived from them.
+    classes : sequence of K distinct str
+        Class names, in index order; they name the per-class keys (``sen[COVID-19]``).
+    healthy : int or None
+        Index of the "no disease" class for ``fpe``/``fne``/``fdpe``; None leaves them out.
+
+    Returns
+    -------
+    dict of str to float
+        ``acc``; ``sen[c]``, ``spec[c]``, ``prec[c]``, ``f1[c]`` per class; ``macro_sen``,
+        ``macro_spec``, ``macro_prec``, ``macro_f1``; with ``proba`` also ``auc[c]`` and ``macro_auc``;
+        with ``healthy`` ``fpe`` and ``fne``, plus ``fdpe`` when K >= 3. Fractions 0–1, NaN where
+        undefined.
+    """
+    names = check_classes(classes, healthy)
+    y, p, s = check_inputs(y_true, y_pred, proba, len(names))
+    figs = count_figures(confusion_stack(y, p, len(names)), names, healthy)
     if s is not None:
-        figs.update(score_figures(y, s, classes))
+        figs.update(score_figures(y, s, names))
     return {key: float(v[0]) for key, v in figs.items()}
