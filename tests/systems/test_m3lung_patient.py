@@ -11,12 +11,11 @@ import torch
 from m3lung.data.features import FeatureCache
 from m3lung.data.slices import synthetic_cases
 from m3lung.errors import InputError
-from m3lung.models import PatientNet, PatientNetConfig
+from m3lung.models import PatientNet, PatientNetConfig, pad_features
 from m3lung.systems.m3lung_patient import (
     evaluate_patients,
     extract_features,
     load_patient_recipe,
-    pad_features,
     rule_figures,
 )
 from m3lung.train.checkpoint import WeightsError, load_checkpoint, load_system, save_model, save_system
@@ -103,7 +102,7 @@ def test_evaluate_without_network_and_padding(tiny_system):
     recipe = load_patient_recipe("patient_tiny")
     out = evaluate_patients(None, scans, recipe, torch.device("cpu"))
     assert "network" not in out and out["nonparametric"]["n_scans"] == len(scans)
-    x, mask = pad_features([np.ones((3, 5)), np.ones((1, 5))])
+    x, mask = pad_features([torch.ones(3, 5), torch.ones(1, 5)])
     assert x.shape == (2, 3, 5) and mask.tolist() == [[True] * 3, [True, False, False]]
 
 

@@ -42,7 +42,7 @@ from m3lung.io import CTVolume
 from m3lung.io.atomic import write_text_atomic
 from m3lung.models import SliceNet, SliceNetConfig
 from m3lung.preprocess import PAPER_CENTRES, PAPER_WIDTH, LungCropConfig, lung_crop
-from m3lung.train.checkpoint import build_slice_net, load_checkpoint, load_state_checked
+from m3lung.train.checkpoint import build_slice_net, load_checkpoint, load_state_checked, slice_net_from
 from m3lung.train.config import TrainConfig, apply_overrides, from_dict, load_recipe_data, to_dict
 from m3lung.train.engine import fit, pick_device, seed_everything
 
@@ -212,9 +212,8 @@ class SlicePredictor:
         channels_last: bool = True,
     ) -> None:
         doc = load_checkpoint(weights, kind="slice_net")
-        self.config = SliceNetConfig(**doc["config"])
-        self.model = SliceNet(self.config)
-        load_state_checked(self.model, doc["state_dict"], source=str(weights), target="SliceNet")
+        self.model = slice_net_from(doc, source=str(weights))
+        self.config = self.model.config
         self.device = pick_device(device)
         self.model.to(self.device).eval()
         self.channels_last = channels_last

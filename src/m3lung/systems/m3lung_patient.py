@@ -34,9 +34,9 @@ from m3lung.errors import InputError, M3LungWarning
 from m3lung.evaluate import confusion_matrix, error_rates
 from m3lung.fusion import max_pooling, nonparametric_assessment
 from m3lung.io.atomic import write_text_atomic
-from m3lung.models import PatientNet, PatientNetConfig, SliceNet, SliceNetConfig
+from m3lung.models import PatientNet, PatientNetConfig, pad_features
 from m3lung.preprocess import PAPER_CENTRES, PAPER_WIDTH, LungCropConfig
-from m3lung.train.checkpoint import load_checkpoint, load_state_checked, save_system
+from m3lung.train.checkpoint import load_checkpoint, patient_net_from, save_system, slice_net_from
 from m3lung.train.config import TrainConfig, apply_overrides, from_dict, load_recipe_data, to_dict
 from m3lung.train.engine import fit, pick_device, seed_everything
 
@@ -68,9 +68,8 @@ def extract_features(
     from m3lung.systems.m3lung import predict_crops
 
     doc = load_checkpoint(weights, kind="slice_net")
-    config = SliceNetConfig(**doc["config"])
-    model = SliceNet(config)
-    load_state_checked(model, doc["state_dict"], source=str(weights), target="SliceNet")
+    model = slice_net_from(doc, source=str(weights))
+    config = model.config
     dev = pick_device(device)
     model.to(dev).eval()
     cache = FeatureCache(out)
@@ -155,18 +154,6 @@ def _mean_windows(scan: ScanFeatures) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return f, pm, pl
 
 
-def pad_features(items: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stack (N_i, F) arrays into (B, max N, F) zero-padded features and a (B, max N) validity mask."""
-    n_max = max(a.shape[0] for a in items)
-    dim = items[0].shape[1]
-    x = torch.zeros(len(items), n_max, dim)
-    mask = torch.zeros(len(items), n_max, dtype=torch.bool)
-    for i, a in enumerate(items):
-        x[i, : a.shape[0]] = torch.from_numpy(np.asarray(a, dtype=np.float32))
-        mask[i, : a.shape[0]] = True
-    return x, mask
-
-
 class PatientTask:
     """Training task of the patient network on cached scans (one sample = one scan)."""
 
@@ -196,7 +183,7 @@ class PatientTask:
                 items.append(s.features[int(rng.integers(s.features.shape[0]))].astype(np.float32))
             else:
                 items.append(s.features.astype(np.float32).mean(0))
-        x, mask = pad_features(items)
+        x, mask = pad_features([torch.from_numpy(a) for a in items])
         return x.to(device), mask.to(device), torch.from_numpy(self.labels[rows]).to(device)
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
@@ -219,7 +206,7 @@ def network_probs(model: PatientNet, scans: Sequence[ScanFeatures], device: torc
     out = []
     with torch.inference_mode():
         for i in range(0, len(scans), batch):
-            x, mask = pad_features([_mean_windows(s)[0] for s in scans[i : i + batch]])
+            x, mask = pad_features([torch.from_numpy(_mean_windows(s)[0]) for s in scans[i : i + batch]])
             out.append(model(x.to(device), mask.to(device)).probs.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 4), np.float32)
 
@@ -363,8 +350,7 @@ def train_patient(
     )
     t_train = time.perf_counter() - t0
     doc = load_checkpoint(result.best_path, kind="patient_net")
-    best = PatientNet(recipe.model)
-    load_state_checked(best, doc["state_dict"], source=str(result.best_path), target="PatientNet")
+    best = patient_net_from(doc, source=str(result.best_path))
     device = pick_device(recipe.train.device)
     best.to(device)
     results: dict[str, Any] = {
@@ -423,9 +409,7 @@ def evaluate_patient_run(
     results = json.loads((run_dir / "results.json").read_text())
     cache = FeatureCache(features or results["features"])
     split = json.loads((run_dir / "split.json").read_text())
-    doc = load_checkpoint(run_dir / "best.pt", kind="patient_net")
-    model = PatientNet(PatientNetConfig(**doc["config"]))
-    load_state_checked(model, doc["state_dict"], source=str(run_dir / "best.pt"), target="PatientNet")
+    model = patient_net_from(load_checkpoint(run_dir / "best.pt", kind="patient_net"), source=str(run_dir / "best.pt"))
     device = pick_device(recipe.train.device)
     model.to(device)
     scans = [cache.load(p) for p in split["test"]]

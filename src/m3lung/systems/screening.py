@@ -40,9 +40,9 @@ from m3lung.explain import uncrop_maps
 from m3lung.fusion import max_pooling, nonparametric_assessment
 from m3lung.io import CTVolume, read_ct
 from m3lung.io.atomic import atomic_dir, write_text_atomic
-from m3lung.models import PatientNet, PatientNetConfig, SliceNet, SliceNetConfig
+from m3lung.models import PatientNet, PatientNetConfig
 from m3lung.preprocess import PAPER_CENTRES, PAPER_WIDTH, LungCropConfig, lung_crop
-from m3lung.train.checkpoint import WeightsError, load_state_checked, load_system
+from m3lung.train.checkpoint import WeightsError, load_system, patient_net_from, slice_net_from
 from m3lung.train.engine import pick_device
 
 log = logging.getLogger(__name__)
@@ -165,14 +165,13 @@ class Screener:
         if patient_weights is not None:
             patient_doc = load_checkpoint(patient_weights, kind="patient_net")
         self.device = pick_device(device)
-        self.slice_config = SliceNetConfig(**slice_doc["config"])
+        self.slice_net = slice_net_from(slice_doc, source=str(weights))
+        self.slice_config = self.slice_net.config
         if not self.slice_config.multitask:
             raise WeightsError(
                 f"{weights}: a {self.slice_config.variant!r} slice network has no lesion head; screening needs "
                 "lesion probabilities and maps (variant multitask, attention or full)"
             )
-        self.slice_net = SliceNet(self.slice_config)
-        load_state_checked(self.slice_net, slice_doc["state_dict"], source=str(weights), target="SliceNet")
         self.slice_net.to(self.device).eval().to(memory_format=torch.channels_last)
         self.patient_net: PatientNet | None = None
         self.patient_doc = patient_doc
@@ -184,9 +183,7 @@ class Screener:
                     f"({self.slice_config.backbone}) gives {self.slice_config.feature_dim}-d ones: use weights "
                     "trained together (the system.pt of one `m3lung train patient` run)"
                 )
-            self.patient_net = PatientNet(pcfg)
-            src = str(patient_weights or weights)
-            load_state_checked(self.patient_net, patient_doc["state_dict"], source=src, target="PatientNet")
+            self.patient_net = patient_net_from(patient_doc, source=str(patient_weights or weights))
             self.patient_net.to(self.device).eval()
         self.slice_doc = slice_doc
         self.batch_size = batch_size
@@ -418,11 +415,11 @@ def studies_from(paths: Sequence[str | os.PathLike[str]]) -> list[Study]:
 
 
 def _stem(path: Path) -> str:
-    name = path.name
-    for suf in (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".npz", ".npy", ".dcm"):
-        if name.lower().endswith(suf):
-            return name[: -len(suf)]
-    return name
+    """The file or folder name without its format suffix (``.nii.gz`` as one)."""
+    from m3lung.io.formats import suffix_of
+
+    suffix = suffix_of(path)
+    return path.name[: -len(suffix)] if suffix else path.name
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:

@@ -25,6 +25,7 @@ from torch import nn
 
 from m3lung.errors import InputError, M3LungError, warn
 from m3lung.io.atomic import atomic_file
+from m3lung.models.patient_net import PatientNet, PatientNetConfig
 from m3lung.models.slice_net import SliceNet, SliceNetConfig, make_backbone
 
 log = logging.getLogger(__name__)
@@ -145,6 +146,20 @@ def load_state_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor],
     """``load_state_dict`` after :func:`check_state`."""
     check_state(_unwrap(model).state_dict(), state_dict, source=source, target=target)
     _unwrap(model).load_state_dict(state_dict)
+
+
+def slice_net_from(doc: Mapping[str, Any], *, source: str) -> SliceNet:
+    """The :class:`SliceNet` of a loaded ``slice_net`` checkpoint (its own config, weights checked to fit)."""
+    model = SliceNet(SliceNetConfig(**doc["config"]))
+    load_state_checked(model, doc["state_dict"], source=source, target="SliceNet")
+    return model
+
+
+def patient_net_from(doc: Mapping[str, Any], *, source: str) -> PatientNet:
+    """The :class:`PatientNet` of a loaded ``patient_net`` checkpoint (its own config, weights checked to fit)."""
+    model = PatientNet(PatientNetConfig(**doc["config"]))
+    load_state_checked(model, doc["state_dict"], source=source, target="PatientNet")
+    return model
 
 
 def _torchvision_cache_file(backbone: str) -> Path:
