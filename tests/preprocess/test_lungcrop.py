@@ -107,3 +107,32 @@ def test_phantom_lungs_always_inside_the_box(label):
         # and the box is not the whole slice: it hugs the lungs (margin 10 px plus the mediastinum)
         assert (r1 - r0) * (c1 - c0) < 0.6 * h * w
     assert checked >= 8
+
+
+def test_lung_filled_by_consolidation_stays_in_the_box():
+    """A lung made airless (soft-tissue density) is invisible to the air threshold; the mirrored box
+    brings it back, and the paper's plain box (``mirror=False``) cuts it off."""
+    size = 96
+    hu = synthetic_chest(n=3, size=size)
+    yy, xx = np.mgrid[0:size, 0:size]
+    c = (size - 1) / 2
+    right = ((yy - c * 0.85) / (1.3 * 0.14 * size)) ** 2 + ((xx - c + 0.2 * size) / (0.14 * size)) ** 2 <= 1
+    hu[0][right] = 30.0  # slice 0: the whole right lung consolidated
+    cols = np.nonzero(right.any(axis=0))[0]
+    plain = lung_crop(hu, LungCropConfig(output_size=(32, 32), margin=2, mirror=False))
+    mirrored = lung_crop(hu, LungCropConfig(output_size=(32, 32), margin=2))
+    assert plain.boxes[0, 1] > cols.max(), "the plain box should miss the consolidated lung"
+    assert mirrored.boxes[0, 1] <= cols.min() and mirrored.boxes[0, 3] > cols.max()
+    # where both lungs are aerated the two boxes (nearly) agree: the body is symmetric
+    assert np.abs(mirrored.boxes[1:] - plain.boxes[1:]).max() <= 2
+    assert not mirrored.fallback.any()
+
+
+def test_body_midline():
+    from m3lung.preprocess import body_midline
+
+    hu = np.full((2, 64, 64), -1000.0, np.float32)
+    hu[0, 10:50, 8:40] = 40.0  # body spanning columns 8..39
+    mid = body_midline(hu)
+    assert abs(mid[0] - 24.0) <= 1.0  # found on a coarse grid (1 px at 64 wide)
+    assert mid[1] == 32.0  # no body: the middle of the slice

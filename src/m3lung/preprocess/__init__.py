@@ -6,7 +6,15 @@ Every function works on a whole volume (or batch of slices) at once; none loops 
 from __future__ import annotations
 
 from m3lung.io.resample import resample
-from m3lung.preprocess.lungcrop import LungCrop, LungCropConfig, body_mask, lung_boxes, lung_crop, lung_mask
+from m3lung.preprocess.lungcrop import (
+    LungCrop,
+    LungCropConfig,
+    body_mask,
+    body_midline,
+    lung_boxes,
+    lung_crop,
+    lung_mask,
+)
 from m3lung.preprocess.normalise import (
     LungROI,
     jin_normalise,
@@ -35,6 +43,7 @@ __all__ = [
     "LungROI",
     "PreparedSlices",
     "body_mask",
+    "body_midline",
     "crop_resize",
     "jin_normalise",
     "lung_boxes",

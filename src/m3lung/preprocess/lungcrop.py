@@ -11,6 +11,15 @@ Steps (paper defaults in :class:`LungCropConfig`):
 5. minimum bounding rectangle of the mask plus a 10-pixel margin;
 6. crop and resize (512x512 in the paper).
 
+*Choice* (``mirror``, on by default): between steps 5 and 6 the rectangle's left and right edges are
+made symmetric about the body's midline on slices where one side has (almost) no aerated lung. An
+air threshold cannot see a lung filled by dense
+consolidation: without this, a lobar pneumonia that fills one lung is cut out of the crop together
+with the lung it fills (on the synthetic cohort, 17 % of the CAP lesion voxels on average, and up to
+two thirds of one scan's, fell outside the paper's boxes). The other lung's mirror image brings it
+back. Slices at the lung bases and apices that show one lung only are widened as well (the price of
+the rule); ``mirror=False`` gives the paper's boxes everywhere.
+
 *Choice*: the paper's "1x8" kernel is read as **8 rows x 1 column** (a vertical line). Only a
 vertical line removes the thin horizontal air gaps between the layers of a scanner table (a
 horizontal line would keep them); ``opening_kernel`` switches it. Empty masks (no lung on the slice:
@@ -69,6 +78,11 @@ class LungCropConfig:
     min_box_fraction : a box whose height or width is below this share of the slice counts as a
         failed crop and falls back to the full slice (choice: 0.05).
     antialias : smooth before shrinking crops by more than 1.5x (choice; irrelevant at 512).
+    mirror : on slices where one side of the body's midline holds less than ``mirror_ratio`` (choice:
+        0.25) of the other side's lung area, widen the box to be symmetric about the midline (choice,
+        on by default; see the module docstring): a lung made airless by consolidation stays in the
+        crop. The midline is the middle of the body's left-right extent on the slice. Slices with
+        both lungs aerated keep the paper's box.
     chunk_slices, workers : slices per vectorised chunk and threads working on chunks (None: all
         cores). Results do not depend on either. Small chunks keep each array in the CPU cache: 4
         slices ran 1.5x faster than 32 on the 2-core benchmark machine (BENCHMARKS.md).
@@ -85,6 +99,8 @@ class LungCropConfig:
     output_size: tuple[int, int] = (512, 512)
     min_box_fraction: float = 0.05
     antialias: bool = True
+    mirror: bool = True
+    mirror_ratio: float = 0.25
     chunk_slices: int = 4
     workers: int | None = None
 
@@ -189,10 +205,44 @@ def lung_mask(hu: np.ndarray, config: LungCropConfig = LungCropConfig()) -> np.n
     return rect_opening(mask, k)
 
 
-def lung_boxes(mask: np.ndarray, config: LungCropConfig = LungCropConfig()) -> tuple[np.ndarray, np.ndarray]:
-    """Step 5: boxes (N, 4) half-open with margin, and the fallback flags (N,) of a lung mask."""
+def body_midline(hu: np.ndarray, threshold_hu: float = -300.0) -> np.ndarray:
+    """The middle (column, float) of the body's left-right extent on every slice of ``hu`` (N, H, W).
+
+    Slices without a body get the middle of the slice.
+    """
+    _n, _h, w = hu.shape
+    body, f = _body_coarse(hu, threshold_hu, 0)
+    cols: np.ndarray = np.any(body, axis=1)
+    cw = cols.shape[1]
+    c0 = cols.argmax(axis=1) * f
+    c1 = np.minimum((cw - cols[:, ::-1].argmax(axis=1)) * f, w)
+    mid = 0.5 * (c0 + c1).astype(np.float64)
+    mid[~np.any(cols, axis=1)] = 0.5 * w
+    return mid
+
+
+def lung_boxes(
+    mask: np.ndarray, config: LungCropConfig = LungCropConfig(), *, midline: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Step 5: boxes (N, 4) half-open with margin, and the fallback flags (N,) of a lung mask.
+
+    ``midline`` (N,) columns, when given, makes every box symmetric about it (``config.mirror``).
+    """
     _n, h, w = mask.shape
     boxes, empty = bounding_boxes(mask)
+    if midline is not None:
+        twice = np.rint(2.0 * np.asarray(midline, dtype=np.float64)).astype(np.int64)
+        # lung area on each side of the midline: mirror only slices where one side has (almost) none
+        cum = np.cumsum(mask.sum(axis=1, dtype=np.int64), axis=1)
+        cut = np.clip(np.rint(np.asarray(midline)).astype(np.int64), 1, w) - 1
+        left = cum[np.arange(len(cut)), cut]
+        right = cum[:, -1] - left
+        lopsided = np.minimum(left, right) < config.mirror_ratio * np.maximum(left, right)
+        c0 = np.minimum(boxes[:, 1], twice - boxes[:, 3])
+        c1 = np.maximum(boxes[:, 3], twice - boxes[:, 1])
+        use = lopsided & ~empty
+        boxes[:, 1] = np.where(use, c0, boxes[:, 1])
+        boxes[:, 3] = np.where(use, c1, boxes[:, 3])
     m = config.margin
     boxes = boxes + np.array([-m, -m, m, m])
     boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, h)
@@ -265,7 +315,8 @@ def lung_crop(volume: CTVolume | np.ndarray, config: LungCropConfig = LungCropCo
 
     def run(part: slice) -> None:
         masks[part] = lung_mask(hu[part], config)
-        boxes[part], fallback[part] = lung_boxes(masks[part], config)
+        mid = body_midline(hu[part], config.threshold_hu) if config.mirror else None
+        boxes[part], fallback[part] = lung_boxes(masks[part], config, midline=mid)
         crops[part] = crop_resize(hu[part], boxes[part], config.output_size, antialias=config.antialias)
 
     map_chunks(run, n, config.chunk_slices, config.workers)
