@@ -17,7 +17,7 @@ import logging
 import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -41,7 +41,7 @@ from m3lung.evaluate import accuracy, confusion_matrix, dice, one_vs_rest_auc, p
 from m3lung.io import CTVolume
 from m3lung.io.atomic import write_text_atomic
 from m3lung.models import SliceNet, SliceNetConfig
-from m3lung.preprocess import PAPER_CENTRES, PAPER_WIDTH, LungCropConfig, lung_crop
+from m3lung.preprocess import PAPER_CENTRES, PAPER_WIDTH, LungCrop, LungCropConfig, lung_crop
 from m3lung.train.checkpoint import build_slice_net, load_checkpoint, load_state_checked, slice_net_from
 from m3lung.train.config import TrainConfig, apply_overrides, from_dict, load_recipe_data, to_dict
 from m3lung.train.engine import fit, pick_device, seed_everything
@@ -62,6 +62,11 @@ class SliceDataConfig:
         (for a handful of real scans: blocks of ``block`` consecutive slices rotate between train,
         val and test, with ``gap`` slices dropped between blocks so that neighbours never straddle).
     centre_range / width / eval_centres / flip : the paper's window-levelling and flips.
+    rotate / scale / shift : random in-plane geometry on top of the paper's flips (*choice*, off in
+        the paper recipe): each training slice is rotated by up to ``rotate`` degrees, zoomed by a
+        factor drawn log-uniformly from ``scale`` and moved by up to ``shift`` of its side, in one
+        bilinear resampling per batch (air fills what comes in from outside). They keep a small
+        cohort's network from memorising its training scans' anatomy.
     val_centres : the window centres of the per-epoch validation (a profile may use only -600 to save
         time; the final test always uses ``eval_centres``).
     infnet : a folder of the Inf-Net layout (8-bit slices with expert masks) to score lesion maps on.
@@ -84,6 +89,11 @@ class SliceDataConfig:
     eval_centres: tuple[float, ...] = PAPER_CENTRES
     val_centres: tuple[float, ...] = PAPER_CENTRES
     flip: bool = True
+    rotate: float = 0.0
+    scale: tuple[float, float] = (1.0, 1.0)
+    shift: float = 0.0
+    height_matched: bool = False
+    height_bins: int = 5
     infnet: str | None = None
     infnet_window: tuple[float, float] = (-600.0, 1200.0)
 
@@ -199,7 +209,8 @@ class SlicePredictor:
     ``bf16=True`` runs the network under bfloat16 autocast, on CUDA or on the CPU (about 2x faster on
     CPUs with AVX512-BF16 or AMX, see BENCHMARKS.md; slower on CPUs without); probabilities move by a
     few hundredths at most. ``channels_last`` (default on) runs the convolutions on channels-last
-    tensors, 1.1–1.4x faster in fp32 on this project's CPU.
+    tensors, 1.1–1.4x faster in fp32 on this project's CPU. ``doc``: the checkpoint already loaded
+    (``weights`` then only names it in messages).
     """
 
     def __init__(
@@ -210,8 +221,10 @@ class SlicePredictor:
         batch_size: int = 32,
         bf16: bool = False,
         channels_last: bool = True,
+        doc: dict[str, Any] | None = None,
     ) -> None:
-        doc = load_checkpoint(weights, kind="slice_net")
+        if doc is None:
+            doc = load_checkpoint(weights, kind="slice_net")
         self.model = slice_net_from(doc, source=str(weights))
         self.config = self.model.config
         self.device = pick_device(device)
@@ -221,35 +234,110 @@ class SlicePredictor:
             self.model.to(memory_format=torch.channels_last)
         self.batch_size = batch_size
         self.bf16 = bf16
+        self.doc = doc
         self.weights_hash: str = doc["weights_hash"]
         self.provenance: dict[str, Any] = doc.get("provenance", {})
 
+    def predict_chunks(self, volume: CTVolume, *, chunk: int | None = None, maps: bool = True) -> Iterator[SliceChunk]:
+        """Lung-crop and predict ``chunk`` slices at a time (all at once when None), in order.
+
+        Memory then grows with the chunk, not with the volume. A single chunk's lung-crop warnings
+        (slices without lung) name the volume; chunks of a part of it name "volume".
+        """
+        volume.require_hu("the slice network (the lung crop and the windows are in HU)")
+        n = volume.n_slices
+        step = n if chunk is None else chunk
+        if step < 1:
+            raise InputError(f"chunk must be at least 1, got {chunk}")
+        s = self.config.input_size
+        cfg = LungCropConfig(output_size=(s, s))
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            t0 = time.perf_counter()
+            crop = lung_crop(volume if stop - start == n else volume.voxels[start:stop], cfg)
+            t1 = time.perf_counter()
+            out = predict_crops(
+                self.model,
+                crop.crops,
+                batch_size=self.batch_size,
+                device=self.device,
+                map_size=(s, s),
+                maps=maps,
+                bf16=self.bf16,
+                channels_last=self.channels_last,
+            )
+            yield SliceChunk(start, stop, crop, out, t1 - t0, time.perf_counter() - t1)
+
     def predict(self, volume: CTVolume, *, maps: bool = True) -> SlicePredictions:
         """Lung-crop every slice at the model's input size and run all three window centres."""
-        s = self.config.input_size
-        crop = lung_crop(volume, LungCropConfig(output_size=(s, s)))
-        out = predict_crops(
-            self.model,
-            crop.crops,
-            batch_size=self.batch_size,
-            device=self.device,
-            map_size=(s, s),
-            maps=maps,
-            bf16=self.bf16,
-            channels_last=self.channels_last,
-        )
+        (c,) = self.predict_chunks(volume, maps=maps)
         return SlicePredictions(
-            p_multi=out.p_multi,
-            p_lesion=out.p_lesion,
-            maps=out.maps,
-            features=out.features,
-            boxes=crop.boxes,
-            fallback=crop.fallback,
+            p_multi=c.out.p_multi,
+            p_lesion=c.out.p_lesion,
+            maps=c.out.maps,
+            features=c.out.features,
+            boxes=c.crop.boxes,
+            fallback=c.crop.fallback,
             weights_hash=self.weights_hash,
         )
 
 
+@dataclass
+class SliceChunk:
+    """Slices ``start:stop`` of a volume: their lung crop, the network's outputs, the seconds each took."""
+
+    start: int
+    stop: int
+    crop: LungCrop
+    out: SliceBatchPrediction
+    seconds_crop: float
+    seconds_net: float
+
+
 # ------------------------------------------------------------------------------------------ task
+def relative_height(table: SliceTable, rows: np.ndarray) -> np.ndarray:
+    """Each row's height in its scan, 0 (first slice, feet end) to 1 (last slice, head end)."""
+    n = np.bincount(table.patient, minlength=int(table.patient.max()) + 1)[table.patient[rows]]
+    return table.index[rows] / np.maximum(n - 1, 1)
+
+
+def height_matching_weights(table: SliceTable, rows: np.ndarray, cls: np.ndarray, bins: int) -> np.ndarray:
+    """Factors (mean 1 within Healthy) that make the Healthy rows' height histogram that of the others.
+
+    Rows of other classes get 1. A height bin with no Healthy slice cannot be matched and stays
+    unweighted by the others; a bin with no diseased slice gets (almost) no Healthy draws.
+    """
+    b = np.minimum((relative_height(table, rows) * bins).astype(np.int64), bins - 1)
+    healthy = cls == 0
+    out = np.ones(rows.size)
+    if healthy.all() or not healthy.any():
+        return out
+    h = np.bincount(b[healthy], minlength=bins).astype(np.float64)
+    d = np.bincount(b[~healthy], minlength=bins).astype(np.float64)
+    target = (d + 1e-3 * d.sum() / bins) / (d.sum() * (1 + 1e-3))  # a floor keeps every bin drawable
+    ratio = np.divide(target, h / h.sum(), out=np.zeros(bins), where=h > 0)
+    out[healthy] = ratio[b[healthy]]
+    out[healthy] /= out[healthy].mean()
+    return out
+
+
+def random_affine(x: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Rotate (radians), zoom (>1 enlarges) and move (fractions of the side, (B, 2) as x, y) a batch
+    ``x`` (B, C, H, W) of windowed slices, one bilinear resampling for the whole batch; zeros (air)
+    fill what comes in from outside."""
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    # the sampling grid maps output to input coordinates in [-1, 1]: the inverse of the wanted motion
+    theta = torch.stack(
+        [
+            torch.stack([cos, -sin, -2.0 * shift[:, 0]], dim=1),
+            torch.stack([sin, cos, -2.0 * shift[:, 1]], dim=1),
+        ],
+        dim=1,
+    ).to(x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 class SliceTask:
     """Training task of the slice network on a :class:`SliceTable` (see the module docstring)."""
 
@@ -270,35 +358,61 @@ class SliceTask:
             raise InputError("no training slices: no healthy scan and no slice with a lesion in the training set")
         self.val = val
         self.val_rows = val_rows
-        self._epoch_cache: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._epoch_cache: tuple[int, dict[str, np.ndarray]] | None = None
 
     def train_size(self) -> int:
         return int(self.rows.size)
 
     def train_weights(self) -> np.ndarray:
         counts = np.bincount(self.cls, minlength=self.recipe.model.num_classes).astype(np.float64)
-        return 1.0 / counts[self.cls]
+        w = 1.0 / counts[self.cls]
+        if self.recipe.data.height_matched:
+            w = w * height_matching_weights(self.table, self.rows, self.cls, self.recipe.data.height_bins)
+        return w
 
-    def _augment(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    def _augment(self, epoch: int) -> dict[str, np.ndarray]:
+        """Every training slice's random window centre, flip and geometry for ``epoch`` (drawn once)."""
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
+            d = self.recipe.data
+            n = self.rows.size
             rng = np.random.default_rng([self.recipe.train.seed, epoch, 104729])
-            lo, hi = self.recipe.data.centre_range
-            centres = rng.uniform(lo, hi, size=self.rows.size).astype(np.float32)
-            flips = rng.random(self.rows.size) < 0.5 if self.recipe.data.flip else np.zeros(self.rows.size, bool)
-            self._epoch_cache = (epoch, centres, flips)
-        return self._epoch_cache[1], self._epoch_cache[2]
+            lo, hi = d.centre_range
+            draws = {
+                "centres": rng.uniform(lo, hi, size=n).astype(np.float32),
+                "flips": rng.random(n) < 0.5 if d.flip else np.zeros(n, bool),
+            }
+            if self.geometric:
+                # a second stream, so that switching geometry on leaves the centres and flips as they were
+                geo = np.random.default_rng([self.recipe.train.seed, epoch, 7919])
+                draws["angle"] = np.deg2rad(geo.uniform(-d.rotate, d.rotate, n)).astype(np.float32)
+                draws["zoom"] = np.exp(geo.uniform(np.log(d.scale[0]), np.log(d.scale[1]), n)).astype(np.float32)
+                draws["shift"] = geo.uniform(-d.shift, d.shift, (n, 2)).astype(np.float32)
+            self._epoch_cache = (epoch, draws)
+        return self._epoch_cache[1]
+
+    @property
+    def geometric(self) -> bool:
+        d = self.recipe.data
+        return d.rotate > 0 or d.scale != (1.0, 1.0) or d.shift > 0
 
     def batch(
         self, rows: np.ndarray, epoch: int, device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        centres, flips = self._augment(epoch)
+        draws = self._augment(epoch)
         hu = torch.from_numpy(self.table.hu[self.rows[rows]].astype(np.float32))
         width = self.recipe.data.width
-        c = torch.from_numpy(centres[rows]).view(-1, 1, 1)
+        c = torch.from_numpy(draws["centres"][rows]).view(-1, 1, 1)
         x = ((hu - (c - width / 2)) / width).clamp_(0, 1)
-        f = torch.from_numpy(flips[rows])
+        f = torch.from_numpy(draws["flips"][rows])
         x[f] = x[f].flip(-1)
         x = x.unsqueeze(1).to(device)
+        if self.geometric:
+            x = random_affine(
+                x,
+                torch.from_numpy(draws["angle"][rows]).to(device),
+                torch.from_numpy(draws["zoom"][rows]).to(device),
+                torch.from_numpy(draws["shift"][rows]).to(device),
+            )
         if device.type == "cuda" and self.recipe.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, torch.from_numpy(self.cls[rows]).to(device), torch.from_numpy(self.les[rows]).to(device)

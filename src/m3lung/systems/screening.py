@@ -41,9 +41,7 @@ from m3lung.fusion import max_pooling, nonparametric_assessment
 from m3lung.io import CTVolume, read_ct
 from m3lung.io.atomic import atomic_dir, write_text_atomic
 from m3lung.models import PatientNet, PatientNetConfig
-from m3lung.preprocess import PAPER_CENTRES, PAPER_WIDTH, LungCropConfig, lung_crop
-from m3lung.train.checkpoint import WeightsError, load_system, patient_net_from, slice_net_from
-from m3lung.train.engine import pick_device
+from m3lung.train.checkpoint import WeightsError, load_system, patient_net_from
 
 log = logging.getLogger(__name__)
 
@@ -164,15 +162,17 @@ class Screener:
         slice_doc, patient_doc = load_system(weights)
         if patient_weights is not None:
             patient_doc = load_checkpoint(patient_weights, kind="patient_net")
-        self.device = pick_device(device)
-        self.slice_net = slice_net_from(slice_doc, source=str(weights))
-        self.slice_config = self.slice_net.config
+        from m3lung.systems.m3lung import SlicePredictor
+
+        self.predictor = SlicePredictor(weights, device=device, batch_size=batch_size, bf16=bf16, doc=slice_doc)
+        self.device = self.predictor.device
+        self.slice_net = self.predictor.model
+        self.slice_config = self.predictor.config
         if not self.slice_config.multitask:
             raise WeightsError(
                 f"{weights}: a {self.slice_config.variant!r} slice network has no lesion head; screening needs "
                 "lesion probabilities and maps (variant multitask, attention or full)"
             )
-        self.slice_net.to(self.device).eval().to(memory_format=torch.channels_last)
         self.patient_net: PatientNet | None = None
         self.patient_doc = patient_doc
         if patient_doc is not None:
@@ -196,8 +196,6 @@ class Screener:
     # ------------------------------------------------------------------ one study
     def screen(self, source: str | os.PathLike[str] | CTVolume, **read_options: Any) -> Report:
         """Screen one study (a path ``read_ct`` reads, with its options, or a :class:`CTVolume`)."""
-        from m3lung.systems.m3lung import predict_crops
-
         timings: dict[str, float] = {}
         t0 = time.perf_counter()
         with warnings.catch_warnings(record=True) as caught:
@@ -207,34 +205,17 @@ class Screener:
         vol.require_hu("screening (the lung crop and the network's windows are in HU)")
         report_warnings = list(dict.fromkeys([*vol.warnings, *(str(w.message) for w in caught)]))
         n, h, w = vol.shape
-        s = self.slice_config.input_size
         every = self.every or max(1, math.ceil(n / DEFAULT_SHOWN))
         shown = np.arange(0, n, every)
         lesion_map = np.zeros((n, h, w), dtype=np.uint8)
         acc = _Accumulator()
-        cfg = LungCropConfig(output_size=(s, s))
         t_crop = t_net = 0.0
-        t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", M3LungWarning)  # fallback slices are reported once below
-            for start in range(0, n, self.chunk):
-                stop = min(n, start + self.chunk)
-                t1 = time.perf_counter()
-                crop = lung_crop(vol.voxels[start:stop], cfg)
-                t2 = time.perf_counter()
-                out = predict_crops(
-                    self.slice_net,
-                    crop.crops,
-                    centres=PAPER_CENTRES,
-                    width=PAPER_WIDTH,
-                    batch_size=self.batch_size,
-                    device=self.device,
-                    map_size=(s, s),
-                    bf16=self.bf16,
-                    channels_last=True,
-                )
-                t_net += time.perf_counter() - t2
-                t_crop += t2 - t1
+            for part in self.predictor.predict_chunks(vol, chunk=self.chunk):
+                start, stop, crop, out = part.start, part.stop, part.crop, part.out
+                t_crop += part.seconds_crop
+                t_net += part.seconds_net
                 assert out.p_lesion is not None and out.maps is not None
                 weighted = out.maps * out.p_lesion[:, 1, None, None]
                 full = uncrop_maps(weighted, crop.boxes, (h, w))
