@@ -20,9 +20,11 @@ two thirds of one scan's, fell outside the paper's boxes). The other lung's mirr
 back. Slices at the lung bases and apices that show one lung only are widened as well (the price of
 the rule); ``mirror=False`` gives the paper's boxes everywhere.
 
-*Choice*: the paper's "1x8" kernel is read as **8 rows x 1 column** (a vertical line). Only a
-vertical line removes the thin horizontal air gaps between the layers of a scanner table (a
-horizontal line would keep them); ``opening_kernel`` switches it. Empty masks (no lung on the slice:
+*Choice*: the paper's "1x8" kernel is read literally as **1 row x 8 columns** (a horizontal line,
+``opening_kernel=(1, 8)``). A horizontal line does not remove the thin horizontal air gaps between
+the layers of a scanner table (a vertical one would); those are dropped by the body rule
+(``body_only``) instead, and with ``reconstruct`` a region survives with the kernel or its
+transpose, so the orientation only matters with both switched off. Empty masks (no lung on the slice:
 neck, abdomen) and boxes smaller than ``min_box_fraction`` of the slice fall back to the full slice
 and are reported in ``LungCrop.fallback`` and a warning; nothing crashes.
 """
@@ -58,7 +60,7 @@ class LungCropConfig:
     """Parameters of the lung crop; the defaults are the paper's (or a stated choice).
 
     threshold_hu : air-density threshold, paper -300 HU.
-    opening_kernel : (rows, cols) of the opening's rectangle; paper "1x8", read as (8, 1) (choice).
+    opening_kernel : (rows, cols) of the opening's rectangle; paper "1x8", read as (1, 8) (choice).
     connectivity : 8 (paper) or 4.
     body_only : keep only air regions that reach into the patient's body (choice, on by default):
         the body is the largest non-air component of the slice after an opening that cuts thin table
