@@ -42,6 +42,10 @@ def test_profiles_change_sizes_not_the_algorithm():
         assert r.model.variant == paper.model.variant and r.lesion_loss_weight == paper.lesion_loss_weight
         assert r.data.centre_range == paper.data.centre_range and r.data.flip == paper.data.flip
         assert r.train.optim.name == paper.train.optim.name and r.train.schedule.name == paper.train.schedule.name
+    # the paper recipe uses only the paper's augmentation; the CPU profile's extra choices are named in it
+    assert paper.data.rotate == 0 and paper.data.shift == 0 and paper.data.scale == (1.0, 1.0)
+    assert not paper.data.height_matched
+    assert cpu.data.rotate > 0 and cpu.data.height_matched and cpu.model.input_size == 256
 
 
 def test_overrides_and_errors():

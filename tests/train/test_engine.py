@@ -81,6 +81,9 @@ def test_tiny_run_writes_everything(cohort, tmp_path):
         assert 0 <= t[f"pointing_game[{proto}]"] <= 1 and 0 <= t[f"dice@0.5[{proto}]"] <= 1
     assert t["pointing_game"] == t["pointing_game[with_lesion]"]  # the recipe keeps the paper's map
     assert 0 < t["pointing_game_chance"] < 0.5
+    # a tolerance can only add hits: 15 px at 224 scaled to the tiny recipe's input
+    assert t["pointing_game"] <= t["pointing_game_tolerant"] <= 1
+    assert t["pointing_game_tolerance_px"] == max(1, round(15 * doc["config"]["input_size"] / 224))
     per_class = [t[f"pointing_game_{c}"] for c in ("covid-19", "h1n1", "cap") if f"pointing_game_{c}" in t]
     assert per_class and min(per_class) <= t["pointing_game"] <= max(per_class)
     conf = np.array(t["confusion"])
