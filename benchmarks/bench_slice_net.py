@@ -110,8 +110,14 @@ def main() -> int:
             rows.append((size, name, v, v / base))
     train_rows = [
         ("paper network: ResNet-50, 224 px, batch 8", training("resnet50", 224, 8, device, args.repeat)),
-        ("former CPU profile (slice_cpu_r18): ResNet-18, 128 px, batch 32", training("resnet18", 128, 32, device, args.repeat)),
-        ("CPU profile (slice_cpu): quarter-width ResNet-10, 256 px, batch 16", training("resnet10n", 256, 16, device, args.repeat)),
+        (
+            "former CPU profile (slice_cpu_r18): ResNet-18, 128 px, batch 32",
+            training("resnet18", 128, 32, device, args.repeat),
+        ),
+        (
+            "CPU profile (slice_cpu): quarter-width ResNet-10, 256 px, batch 16",
+            training("resnet10n", 256, 16, device, args.repeat),
+        ),
     ]
     aug = augmentation(256, 16, device, args.repeat)
     dev = (
