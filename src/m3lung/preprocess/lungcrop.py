@@ -167,8 +167,17 @@ def _open_any(mask: np.ndarray, kernel: tuple[int, int], both: bool) -> np.ndarr
     return out
 
 
-def lung_mask(hu: np.ndarray, config: LungCropConfig = LungCropConfig()) -> np.ndarray:
-    """Steps 1–4 of the lung crop on a ``(N, H, W)`` HU array: the per-slice lung mask (bool)."""
+def lung_mask(
+    hu: np.ndarray,
+    config: LungCropConfig = LungCropConfig(),
+    *,
+    coarse_body: tuple[np.ndarray, int] | None = None,
+) -> np.ndarray:
+    """Steps 1–4 of the lung crop on a ``(N, H, W)`` HU array: the per-slice lung mask (bool).
+
+    ``coarse_body``: the ``(body, factor)`` of ``_body_coarse(hu, config.threshold_hu, 0)`` when the
+    caller has it already (the lung crop shares it with :func:`body_midline`).
+    """
     hu = np.asarray(hu)
     if hu.ndim != 3:
         raise InputError(f"expected (slices, rows, cols), got shape {hu.shape}")
@@ -177,7 +186,7 @@ def lung_mask(hu: np.ndarray, config: LungCropConfig = LungCropConfig()) -> np.n
     rec = config.reconstruct
     air = hu < config.threshold_hu
     if config.body_only:
-        body, f = _body_coarse(hu, config.threshold_hu, 0)
+        body, f = coarse_body if coarse_body is not None else _body_coarse(hu, config.threshold_hu, 0)
         deep = ndi.binary_erosion(body, structure=_IN_PLANE_CROSS, iterations=config.body_erosion)
         # outside air can never be lung: dropping it first makes the labelling below much cheaper
         air &= _upsample(body, f, h, w)
@@ -212,8 +221,11 @@ def body_midline(hu: np.ndarray, threshold_hu: float = -300.0) -> np.ndarray:
 
     Slices without a body get the middle of the slice.
     """
-    _n, _h, w = hu.shape
-    body, f = _body_coarse(hu, threshold_hu, 0)
+    return _midline(*_body_coarse(hu, threshold_hu, 0), hu.shape[2])
+
+
+def _midline(body: np.ndarray, f: int, w: int) -> np.ndarray:
+    """:func:`body_midline` from a coarse body mask (``f`` times coarser) of slices ``w`` pixels wide."""
     cols: np.ndarray = np.any(body, axis=1)
     cw = cols.shape[1]
     c0 = cols.argmax(axis=1) * f
@@ -228,7 +240,8 @@ def lung_boxes(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Step 5: boxes (N, 4) half-open with margin, and the fallback flags (N,) of a lung mask.
 
-    ``midline`` (N,) columns, when given, makes every box symmetric about it (``config.mirror``).
+    ``midline`` (N,) columns, when given, makes the box symmetric about it on the slices where one
+    side of it holds less than ``config.mirror_ratio`` of the other side's lung area (``config.mirror``).
     """
     _n, h, w = mask.shape
     boxes, empty = bounding_boxes(mask)
@@ -316,8 +329,10 @@ def lung_crop(volume: CTVolume | np.ndarray, config: LungCropConfig = LungCropCo
     crops = np.empty((n, *config.output_size), dtype=np.float32)
 
     def run(part: slice) -> None:
-        masks[part] = lung_mask(hu[part], config)
-        mid = body_midline(hu[part], config.threshold_hu) if config.mirror else None
+        # the coarse body serves both the lung mask's body rule and the mirror's midline
+        body = _body_coarse(hu[part], config.threshold_hu, 0) if config.body_only or config.mirror else None
+        masks[part] = lung_mask(hu[part], config, coarse_body=body)
+        mid = _midline(*body, hu.shape[2]) if body is not None and config.mirror else None
         boxes[part], fallback[part] = lung_boxes(masks[part], config, midline=mid)
         crops[part] = crop_resize(hu[part], boxes[part], config.output_size, antialias=config.antialias)
 

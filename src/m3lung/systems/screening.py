@@ -166,7 +166,6 @@ class Screener:
 
         self.predictor = SlicePredictor(weights, device=device, batch_size=batch_size, bf16=bf16, doc=slice_doc)
         self.device = self.predictor.device
-        self.slice_net = self.predictor.model
         self.slice_config = self.predictor.config
         if not self.slice_config.multitask:
             raise WeightsError(
@@ -186,8 +185,6 @@ class Screener:
             self.patient_net = patient_net_from(patient_doc, source=str(patient_weights or weights))
             self.patient_net.to(self.device).eval()
         self.slice_doc = slice_doc
-        self.batch_size = batch_size
-        self.bf16 = bf16
         self.chunk = chunk
         self.every = every
         self.threshold = threshold
