@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -9,6 +10,17 @@ import pytest
 
 from helpers import make_volume, need_shared, synthetic_chest
 from m3lung.io import CTVolume
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _quiet_pydicom():
+    """COVID-CT-MD's UUID-style UIDs make pydicom log one line per file (as the CLI hides them without -v);
+    kept out of the test logs so that a failure's report shows the failure, not hundreds of those lines."""
+    logger = logging.getLogger("pydicom")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    yield
+    logger.setLevel(level)
 
 
 @pytest.fixture
