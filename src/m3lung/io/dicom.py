@@ -302,7 +302,6 @@ def scan_dicom(path: str | os.PathLike[str]) -> DicomScan:
 
 def _scan(root: Path, candidates: list[str], other: int) -> DicomScan:
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     groups: dict[tuple[Any, ...], SeriesInfo] = {}
     non_image: dict[str, int] = defaultdict(int)
@@ -320,7 +319,7 @@ def _scan(root: Path, candidates: list[str], other: int) -> DicomScan:
                 if "SOPClassUID" not in ds and "Rows" not in ds:
                     other += 1
                     continue
-        except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        except Exception as exc:  # any file pydicom cannot parse is listed as broken; the scan goes on
             if magic or Path(p).suffix.lower() in {".dcm", ".dicom", ".ima"}:
                 broken.append((p, f"{type(exc).__name__}: {exc}"))
             else:
@@ -339,7 +338,7 @@ def _scan(root: Path, candidates: list[str], other: int) -> DicomScan:
             continue
         try:
             refs = _slice_refs(ds, p)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except Exception as exc:  # malformed geometry tags of any kind
             broken.append((p, f"unreadable geometry: {exc}"))
             continue
         series_uid = _uid(ds, "SeriesInstanceUID")
