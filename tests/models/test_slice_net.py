@@ -128,3 +128,18 @@ def test_contrast_map_depends_only_on_what_the_lesion_logit_depends_on():
         torch.testing.assert_close(configured(x).lesion_map, after.lesion_map)
     with pytest.raises(ValueError, match="map_prototype"):
         SliceNetConfig(map_prototype="other")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("backbone", ["resnet10n", "resnet18", "resnet50"])
+def test_layer3_stride_one_doubles_the_map_grid_with_the_same_weights(backbone):
+    paper = SliceNet(SliceNetConfig(backbone=backbone)).eval()
+    fine = SliceNet(SliceNetConfig(backbone=backbone, layer3_stride=1)).eval()
+    fine.load_state_dict(paper.state_dict())  # only strides differ: every weight fits
+    x = torch.rand(2, 1, 64, 64)
+    with torch.no_grad():
+        a, b = paper(x), fine(x)
+    assert a.lesion_map is not None and b.lesion_map is not None
+    assert a.lesion_map.shape == (2, 4, 4) and b.lesion_map.shape == (2, 8, 8)
+    assert a.features.shape == b.features.shape and a.class_logits.shape == b.class_logits.shape
+    with pytest.raises(ValueError, match="layer3_stride"):
+        SliceNetConfig(layer3_stride=4)

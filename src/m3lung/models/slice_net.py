@@ -63,6 +63,9 @@ class SliceNetConfig:
         initialisation by the softmax loss and adds a class-independent pattern to the paper's map).
     imagenet_norm : normalise the grey input with ImageNet's mean/std inside the network (choice:
         always on, so that ImageNet weights and random weights see the same input).
+    layer3_stride : 2 (the paper's ResNet: ResBlock3 at 1/16 of the input) or 1 (choice: ResBlock3
+        keeps ResBlock2's 1/8 resolution, so the lesion map's grid doubles, e.g. 32x32 at 256 px;
+        ResBlock4 still halves it). Only strides change, so pretrained weights load unchanged.
     """
 
     backbone: Backbone = "resnet50"
@@ -72,8 +75,11 @@ class SliceNetConfig:
     similarity: Literal["dot", "cosine"] = "dot"
     imagenet_norm: bool = True
     map_prototype: Literal["with_lesion", "contrast"] = "with_lesion"
+    layer3_stride: int = 2
 
     def __post_init__(self) -> None:
+        if self.layer3_stride not in (1, 2):
+            raise ValueError(f"layer3_stride must be 1 or 2, got {self.layer3_stride!r}")
         if self.backbone not in _CHANNELS:
             raise ValueError(f"backbone must be one of {sorted(_CHANNELS)}, got {self.backbone!r}")
         if self.variant not in VARIANTS:
@@ -227,6 +233,10 @@ class SliceNet(nn.Module):
         self.layer2: nn.Module = net.layer2
         self.layer3: nn.Module = net.layer3
         self.layer4: nn.Module = net.layer4
+        if config.layer3_stride == 1:
+            for m in self.layer3[0].modules():  # type: ignore[index]
+                if isinstance(m, nn.Conv2d) and m.stride == (2, 2):
+                    m.stride = (1, 1)
         c3, c4 = _CHANNELS[config.backbone]
         extra = (1 if config.attention else 0) + (3 if config.coords else 0)
         if extra:
