@@ -234,7 +234,7 @@ class SliceNet(nn.Module):
         self.layer3: nn.Module = net.layer3
         self.layer4: nn.Module = net.layer4
         if config.layer3_stride == 1:
-            for m in self.layer3[0].modules():  # type: ignore[index]
+            for m in self.layer3[0].modules():
                 if isinstance(m, nn.Conv2d) and m.stride == (2, 2):
                     m.stride = (1, 1)
         c3, c4 = _CHANNELS[config.backbone]
