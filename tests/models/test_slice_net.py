@@ -143,3 +143,33 @@ def test_layer3_stride_one_doubles_the_map_grid_with_the_same_weights(backbone):
     assert a.features.shape == b.features.shape and a.class_logits.shape == b.class_logits.shape
     with pytest.raises(ValueError, match="layer3_stride"):
         SliceNetConfig(layer3_stride=4)
+
+
+@pytest.mark.parametrize("layer3_stride", [2, 1])
+def test_map_cells_sit_on_their_receptive_field_centres(layer3_stride):
+    """A ResBlock-3 cell's receptive field is centred on input pixel stride*i, and the upsampled map puts
+    that cell's value there (F.interpolate would put it (stride-1)/2 pixels further down and right)."""
+    from m3lung.models.slice_net import upsample_map
+
+    net = SliceNet(SliceNetConfig(backbone="resnet10n", layer3_stride=layer3_stride)).eval()
+    with torch.no_grad():  # positive weights on a positive input: every ReLU passes, the support is exact
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.abs_()
+    net.stem[3] = torch.nn.AvgPool2d(3, 2, 1)  # the max pool's geometry; its gradient reaches every input
+    s = net.map_stride
+    x = torch.ones(1, 3, 256, 256, requires_grad=True)
+    f3 = net.layer3(net.layer2(net.layer1(net.stem(x))))
+    i, j = 96 // s, 128 // s
+    f3[0, :, i, j].sum().backward()
+    assert x.grad is not None
+    rows = torch.nonzero(x.grad[0].abs().sum((0, 2)))[:, 0]
+    cols = torch.nonzero(x.grad[0].abs().sum((0, 1)))[:, 0]
+    assert (rows.min() + rows.max()) / 2 == s * i and (cols.min() + cols.max()) / 2 == s * j
+    one = torch.zeros(1, *f3.shape[2:])
+    one[0, i, j] = 1
+    up = upsample_map(one, (256, 256), (256, 256), s)
+    assert divmod(int(up[0].argmax()), 256) == (s * i, s * j) and float(up.max()) == 1.0
+    half = upsample_map(one, (128, 128), (256, 256), s)  # a coarser output grid keeps the same place
+    r, c = divmod(int(half[0].argmax()), 128)
+    assert abs((r + 0.5) * 2 - 0.5 - s * i) <= 1 and abs((c + 0.5) * 2 - 0.5 - s * j) <= 1

@@ -154,6 +154,30 @@ def coordinate_maps(
     return torch.stack([x, y, torch.sqrt(x * x + y * y)])
 
 
+def _resample_matrix(n_out: int, n_in: int, n_cells: int, stride: int, device: torch.device) -> torch.Tensor:
+    """(n_out, n_cells) linear-interpolation weights from a stride-``stride`` feature axis to an output axis.
+
+    Output pixel ``x`` of an axis of ``n_out`` pixels covering an input axis of ``n_in`` pixels sits at
+    input coordinate ``u = (x + 0.5) * n_in / n_out - 0.5`` (pixel centres); feature cell ``i`` of a
+    ResNet with total stride ``stride`` is centred on input pixel ``stride * i`` (every stride-2 layer,
+    padded, maps its output j to input 2j). Beyond the first and last cell the edge value is kept.
+    """
+    u = (torch.arange(n_out, device=device, dtype=torch.float32) + 0.5) * (n_in / n_out) - 0.5
+    c = (u / stride).clamp(0, n_cells - 1)
+    cells = torch.arange(n_cells, device=device, dtype=torch.float32)
+    return (1 - (c[:, None] - cells[None, :]).abs()).clamp(min=0)
+
+
+def upsample_map(maps: torch.Tensor, size: tuple[int, int], input_size: tuple[int, int], stride: int) -> torch.Tensor:
+    """Bilinear resampling of (B, h, w) feature-grid maps to ``size``, each cell placed on its receptive
+    field's centre in an input of ``input_size`` pixels (``stride * i``, not ``F.interpolate``'s
+    ``stride * i + (stride - 1) / 2``, which moves the map half a cell down and to the right)."""
+    h, w = maps.shape[-2:]
+    ry = _resample_matrix(size[0], input_size[0], h, stride, maps.device)
+    rx = _resample_matrix(size[1], input_size[1], w, stride, maps.device)
+    return torch.einsum("yi,bij,xj->byx", ry, maps.float(), rx)
+
+
 def _minmax(a: torch.Tensor) -> torch.Tensor:
     """Min-max normalise each (h, w) map of a (B, h, w) tensor to [0, 1] (constant maps become 0)."""
     flat = a.flatten(1)
@@ -251,6 +275,11 @@ class SliceNet(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
+    @property
+    def map_stride(self) -> int:
+        """Input pixels per lesion-map cell: 16 for the paper's ResNet, 8 with ``layer3_stride=1``."""
+        return 16 if self.config.layer3_stride == 2 else 8
+
     def _prototype_map(self, f3: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
         """Similarity between the lesion head's weight row ``cls`` (B,) and f3 at every position: (B, h, w)."""
         assert self.lesion_head is not None
@@ -275,7 +304,8 @@ class SliceNet(nn.Module):
     def forward(
         self, x: torch.Tensor, *, map_size: tuple[int, int] | None = None, map_prototype: str | None = None
     ) -> SliceOutput:
-        """Run the network; ``map_size`` upsamples the lesion map (bilinear) to that (h, w), e.g. the input's.
+        """Run the network; ``map_size`` upsamples the lesion map (bilinear) to that (h, w), e.g. the input's,
+        with every map cell on the centre of its receptive field (:func:`upsample_map`).
 
         ``map_prototype`` overrides the config's choice of prototype for the lesion map of this call.
         """
@@ -303,9 +333,7 @@ class SliceNet(nn.Module):
         g4 = f4.mean(dim=(2, 3))
         class_logits = self.classifier(g4)
         if map_size is not None and lesion_map is not None:
-            lesion_map = F.interpolate(lesion_map.unsqueeze(1), size=map_size, mode="bilinear", align_corners=False)[
-                :, 0
-            ]
+            lesion_map = upsample_map(lesion_map, map_size, (x.shape[2], x.shape[3]), self.map_stride)
         return SliceOutput(
             class_logits=class_logits,
             lesion_logits=lesion_logits,
