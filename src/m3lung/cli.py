@@ -160,7 +160,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             if not args.data:
                 raise InputError("m3lung evaluate slice RUN needs --data (the data the run trained on)")
             results = evaluate_slice_run(
-                args.inputs[1], args.data, weights=args.weights, cache_dir=args.cache, progress=not args.quiet
+                args.inputs[1],
+                args.data,
+                weights=args.weights,
+                cache_dir=args.cache,
+                progress=not args.quiet,
+                map_shifts=args.map_shifts,
             )
             print(summarise(results))
         else:
@@ -411,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="evaluate slice: the data the run trained on")
     p.add_argument("--weights", help="evaluate slice: checkpoint to test (default: RUN/best.pt)")
     p.add_argument("--cache", help="evaluate slice: folder for preprocessed slices (default: RUN/cache)")
+    p.add_argument(
+        "--map-shifts",
+        type=int,
+        help="evaluate slice: draw the lesion maps with this many shifts per axis (shift-and-stitch; 1 = the "
+        "paper's map) instead of the run's setting; writes results_map_shifts<K>.json, not results.json",
+    )
     p.add_argument("--features", help="evaluate patient: feature cache (default: the one the run used)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_evaluate)

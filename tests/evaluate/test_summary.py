@@ -61,3 +61,6 @@ def test_errors_are_one_line(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path)]) == 2
     assert "--labels" in capsys.readouterr().err
     assert main(["evaluate", "slice", "x", "y"]) == 2
+    capsys.readouterr()
+    assert main(["evaluate", "slice", str(tmp_path), "--data", str(tmp_path), "--map-shifts", "2"]) == 2
+    assert "not a training run" in capsys.readouterr().err

@@ -173,3 +173,51 @@ def test_map_cells_sit_on_their_receptive_field_centres(layer3_stride):
     half = upsample_map(one, (128, 128), (256, 256), s)  # a coarser output grid keeps the same place
     r, c = divmod(int(half[0].argmax()), 128)
     assert abs((r + 0.5) * 2 - 0.5 - s * i) <= 1 and abs((c + 0.5) * 2 - 0.5 - s * j) <= 1
+
+
+def _affine_fit_residual(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest residual of the least-squares fit b ~ alpha a + beta (0 when b is an affine image of a)."""
+    design = torch.stack([a.flatten(), torch.ones(a.numel(), dtype=a.dtype)], 1).double()
+    coef = torch.linalg.lstsq(design, b.flatten().double().unsqueeze(1)).solution
+    return float((design @ coef - b.flatten().double().unsqueeze(1)).abs().max())
+
+
+@pytest.mark.parametrize("layer3_stride", [2, 1])
+def test_shift_and_stitch_draws_the_same_network_on_a_finer_grid(layer3_stride):
+    """map_shifts=2: fine cell (2i + a, 2j + b) is cell (i, j) of the map of the input moved up by a and left
+    by b half-cells (edges repeated), normalised together; probabilities and features do not change."""
+    import torch.nn.functional as F
+
+    paper = SliceNet(SliceNetConfig(backbone="resnet10n", layer3_stride=layer3_stride)).eval()
+    fine = SliceNet(SliceNetConfig(backbone="resnet10n", layer3_stride=layer3_stride, map_shifts=2)).eval()
+    fine.load_state_dict(paper.state_dict())
+    assert fine.map_stride == paper.map_stride // 2
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 96, 96)
+    with torch.no_grad():
+        a, b = paper(x), fine(x)
+        torch.testing.assert_close(a.class_logits, b.class_logits)
+        torch.testing.assert_close(a.features, b.features)
+        assert a.lesion_map is not None and b.lesion_map is not None
+        h = 96 // paper.map_stride
+        assert a.lesion_map.shape == (2, h, h) and b.lesion_map.shape == (2, 2 * h, 2 * h)
+        assert float(b.lesion_map.min()) == 0.0 and float(b.lesion_map.max()) == 1.0
+        step = paper.map_stride // 2
+        for dy in (0, 1):
+            for dx in (0, 1):
+                xs = F.pad(x, (0, dx * step, 0, dy * step), mode="replicate")[:, :, dy * step :, dx * step :]
+                ref = paper(xs).lesion_map
+                assert ref is not None
+                for k in range(2):
+                    assert _affine_fit_residual(ref[k], b.lesion_map[k, dy::2, dx::2]) < 1e-5
+        up = fine(x, map_size=(96, 96)).lesion_map
+        assert up is not None and up.shape == (2, 96, 96)
+        # every fine cell lands on its own pixel: the upsampled map there equals the cell's value
+        torch.testing.assert_close(up[:, ::step, ::step], b.lesion_map)
+    fine.train()  # training draws no map (the extra passes would move BatchNorm's statistics)
+    assert fine(x, draw_map=False).lesion_map is None
+    with pytest.raises(RuntimeError, match="draw_map=False"):
+        fine(x)
+    with pytest.raises(ValueError, match="map_shifts"):
+        SliceNetConfig(map_shifts=3)
+    SliceNetConfig(layer3_stride=1, map_shifts=8)  # one-pixel steps on the stride-8 grid

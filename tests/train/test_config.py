@@ -45,6 +45,7 @@ def test_profiles_change_sizes_not_the_algorithm():
     # the paper recipe uses only the paper's augmentation; the CPU profile's extra choices are named in it
     assert paper.data.rotate == 0 and paper.data.shift == 0 and paper.data.scale == (1.0, 1.0)
     assert not paper.data.height_matched
+    assert paper.model.map_shifts == 1 and paper.model.layer3_stride == 2  # the paper's lesion map
     assert cpu.data.rotate > 0 and cpu.model.input_size == 256
 
 

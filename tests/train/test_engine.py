@@ -97,6 +97,18 @@ def test_tiny_run_writes_everything(cohort, tmp_path):
     assert again["weights_hash"] == res["weights_hash"]
     for key in ("acc", "lesion_auc", "pointing_game[contrast]", "dice@0.5[with_lesion]"):
         assert again["test"][key] == pytest.approx(t[key], abs=1e-6)
+    # finer maps (shift-and-stitch) change only the maps, and go to their own file
+    finer = evaluate_slice_run(
+        tmp_path / "run", cohort / "data", cache_dir=cohort / "cache", progress=False, map_shifts=2
+    )
+    assert finer["map_shifts"] == 2 and again["map_shifts"] == 1
+    assert json.loads((tmp_path / "run" / "results_map_shifts2.json").read_text())["map_shifts"] == 2
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["map_shifts"] == 1
+    for key in ("acc", "lesion_auc"):
+        assert finer["test"][key] == pytest.approx(t[key], abs=1e-6)
+    assert 0 <= finer["test"]["pointing_game"] <= finer["test"]["pointing_game_tolerant"] <= 1
+    with pytest.raises(InputError, match="map_shifts"):
+        evaluate_slice_run(tmp_path / "run", cohort / "data", cache_dir=cohort / "cache", progress=False, map_shifts=3)
     split = json.loads((tmp_path / "run" / "split.json").read_text())
     split["test"] = split["test"][:-1]
     (tmp_path / "run" / "split.json").write_text(json.dumps(split))

@@ -66,6 +66,12 @@ class SliceNetConfig:
     layer3_stride : 2 (the paper's ResNet: ResBlock3 at 1/16 of the input) or 1 (choice: ResBlock3
         keeps ResBlock2's 1/8 resolution, so the lesion map's grid doubles, e.g. 32x32 at 256 px;
         ResBlock4 still halves it). Only strides change, so pretrained weights load unchanged.
+    map_shifts : K = 1 (the paper's lesion map: one value per ResBlock3 cell, every ``map_stride``
+        pixels) or 2, 4, 8 (choice, "shift-and-stitch", Long et al., CVPR 2015): the map is also drawn
+        on the input shifted by multiples of ``map_stride / K`` pixels and the K x K maps are
+        interleaved, so the same network is evaluated on a grid K times finer. It changes only the map
+        users see (and costs K^2 - 1 more passes up to ResBlock3 when a map is drawn); training, the
+        attention map ResBlock4 reads and every probability are unchanged.
     """
 
     backbone: Backbone = "resnet50"
@@ -76,10 +82,15 @@ class SliceNetConfig:
     imagenet_norm: bool = True
     map_prototype: Literal["with_lesion", "contrast"] = "with_lesion"
     layer3_stride: int = 2
+    map_shifts: int = 1
 
     def __post_init__(self) -> None:
         if self.layer3_stride not in (1, 2):
             raise ValueError(f"layer3_stride must be 1 or 2, got {self.layer3_stride!r}")
+        if self.map_shifts not in (1, 2, 4, 8) or self.map_stride % self.map_shifts:
+            raise ValueError(
+                f"map_shifts must be 1, 2, 4 or 8 and divide the map stride {self.map_stride}, got {self.map_shifts!r}"
+            )
         if self.backbone not in _CHANNELS:
             raise ValueError(f"backbone must be one of {sorted(_CHANNELS)}, got {self.backbone!r}")
         if self.variant not in VARIANTS:
@@ -88,6 +99,11 @@ class SliceNetConfig:
             raise ValueError(f"similarity must be 'dot' or 'cosine', got {self.similarity!r}")
         if self.map_prototype not in MAP_PROTOTYPES:
             raise ValueError(f"map_prototype must be one of {MAP_PROTOTYPES}, got {self.map_prototype!r}")
+
+    @property
+    def map_stride(self) -> int:
+        """Input pixels per ResBlock3 cell: 16 for the paper's ResNet, 8 with ``layer3_stride=1``."""
+        return 16 if self.layer3_stride == 2 else 8
 
     @property
     def multitask(self) -> bool:
@@ -277,8 +293,9 @@ class SliceNet(nn.Module):
 
     @property
     def map_stride(self) -> int:
-        """Input pixels per lesion-map cell: 16 for the paper's ResNet, 8 with ``layer3_stride=1``."""
-        return 16 if self.config.layer3_stride == 2 else 8
+        """Input pixels per lesion-map cell: 16 for the paper's ResNet, 8 with ``layer3_stride=1``,
+        divided by ``map_shifts``."""
+        return self.config.map_stride // self.config.map_shifts
 
     def _prototype_map(self, f3: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
         """Similarity between the lesion head's weight row ``cls`` (B,) and f3 at every position: (B, h, w)."""
@@ -288,26 +305,58 @@ class SliceNet(nn.Module):
             return torch.einsum("bc,bchw->bhw", F.normalize(w, dim=1), F.normalize(f3, dim=1))
         return torch.einsum("bc,bchw->bhw", w, f3)
 
-    def _lesion_map(self, f3: torch.Tensor, prototype: str) -> torch.Tensor:
-        """The with-lesion map (B, h, w) in [0, 1] drawn by ``prototype`` (see :class:`SliceNetConfig`)."""
+    def _map_similarity(self, f3: torch.Tensor, prototype: str) -> torch.Tensor:
+        """The raw (not yet normalised) lesion map (B, h, w) drawn by ``prototype`` on ``f3``."""
         assert self.lesion_head is not None
         if prototype == "contrast":
             w = self.lesion_head.weight[1] - self.lesion_head.weight[0]
             if self.config.similarity == "cosine":
-                sim = torch.einsum("c,bchw->bhw", F.normalize(w, dim=0), F.normalize(f3, dim=1))
-            else:
-                sim = torch.einsum("c,bchw->bhw", w, f3)
-            return _minmax(sim.float())
+                return torch.einsum("c,bchw->bhw", F.normalize(w, dim=0), F.normalize(f3, dim=1))
+            return torch.einsum("c,bchw->bhw", w, f3)
         with_lesion = torch.ones(f3.shape[0], dtype=torch.long, device=f3.device)
-        return _minmax(self._prototype_map(f3, with_lesion).float())
+        return self._prototype_map(f3, with_lesion)
+
+    def _lesion_map(self, x: torch.Tensor, f3: torch.Tensor, prototype: str) -> torch.Tensor:
+        """The with-lesion map in [0, 1] drawn by ``prototype`` (see :class:`SliceNetConfig`): (B, h, w) on
+        the f3 grid, or (B, K h, K w) with ``map_shifts`` K > 1, where fine cell (K i + a, K j + b) is the
+        f3 cell (i, j) of the input moved up by ``a`` and left by ``b`` steps of ``map_stride / K`` pixels
+        (edge pixels repeated), i.e. centred on input pixel (step (K i + a), step (K j + b))."""
+        k = self.config.map_shifts
+        sim = self._map_similarity(f3, prototype).float()
+        if k > 1 and self.training:
+            raise RuntimeError(
+                "map_shifts > 1 draws the lesion map with extra passes, which in training mode would update "
+                "the BatchNorm statistics: call the network with draw_map=False while training, or eval() it"
+            )
+        if k > 1:
+            step = self.config.map_stride // k
+            b, h, w = sim.shape
+            fine = sim.new_empty(b, h * k, w * k)
+            for a in range(k):
+                for c in range(k):
+                    if a == 0 and c == 0:
+                        fine[:, ::k, ::k] = sim
+                        continue
+                    xs = F.pad(x, (0, c * step, 0, a * step), mode="replicate")[:, :, a * step :, c * step :]
+                    f3s = self.layer3(self.layer2(self.layer1(self.stem(xs))))
+                    fine[:, a::k, c::k] = self._map_similarity(f3s, prototype).float()[:, :h, :w]
+            sim = fine
+        return _minmax(sim)
 
     def forward(
-        self, x: torch.Tensor, *, map_size: tuple[int, int] | None = None, map_prototype: str | None = None
+        self,
+        x: torch.Tensor,
+        *,
+        map_size: tuple[int, int] | None = None,
+        map_prototype: str | None = None,
+        draw_map: bool = True,
     ) -> SliceOutput:
         """Run the network; ``map_size`` upsamples the lesion map (bilinear) to that (h, w), e.g. the input's,
         with every map cell on the centre of its receptive field (:func:`upsample_map`).
 
         ``map_prototype`` overrides the config's choice of prototype for the lesion map of this call.
+        ``draw_map=False`` skips the lesion map users see (``lesion_map`` is None; training and feature
+        extraction need only the probabilities, and ``map_shifts`` > 1 makes the map cost extra passes).
         """
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
@@ -319,8 +368,9 @@ class SliceNet(nn.Module):
         lesion_map = attention = None
         inputs = [f3]
         if lesion_logits is not None:
-            with torch.no_grad():  # the map users see; training never needs its gradient
-                lesion_map = self._lesion_map(f3, map_prototype or self.config.map_prototype)
+            if draw_map:
+                with torch.no_grad():  # the map users see; training never needs its gradient
+                    lesion_map = self._lesion_map(x, f3, map_prototype or self.config.map_prototype)
             if self.config.attention:  # gradients flow through the map ResBlock4 reads (choice)
                 predicted = lesion_logits.argmax(dim=1)
                 attention = _minmax(self._prototype_map(f3, predicted))

@@ -18,7 +18,7 @@ import os
 import time
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -167,7 +167,7 @@ def predict_crops(
             if channels_last:
                 w = w.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
-                out = model(w, map_size=map_size if maps else None, map_prototype=map_prototype)
+                out = model(w, map_size=map_size if maps else None, map_prototype=map_prototype, draw_map=maps)
             pm.append(out.p_multi.float().view(b, k, -1).mean(1).cpu())
             ft.append(out.features.float().view(b, k, -1).mean(1).cpu())
             if out.p_lesion is not None:
@@ -419,7 +419,7 @@ class SliceTask:
 
     def loss(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, float]]:
         x, cls, les = batch
-        out = model(x)
+        out = model(x, draw_map=False)
         class_loss = F.cross_entropy(out.class_logits.float(), cls)
         figures = {
             "class_loss": float(class_loss.detach()),
@@ -793,6 +793,7 @@ def test_checkpoint(
         "weights_hash": doc["weights_hash"],
         "best_epoch": doc["provenance"].get("epoch"),
         "init": doc["provenance"].get("init"),
+        "map_shifts": recipe.model.map_shifts,
     }
     if "test" in tables and rows["test"].size:
         results["test"] = evaluate_slices(best, tables["test"], rows["test"], recipe, device)
@@ -815,16 +816,26 @@ def evaluate_slice_run(
     weights: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    map_shifts: int | None = None,
 ) -> dict[str, Any]:
     """Re-test a finished training run (its ``best.pt``, or ``weights``) on its own held-out data.
 
     The recipe and split come from the run folder; the split rebuilt from ``data`` must be the one
     the run trained with, or this refuses. Writes ``results.json`` (atomically) and returns it.
+    ``map_shifts`` draws the lesion maps with that :attr:`SliceNetConfig.map_shifts` instead of the
+    run's (only maps change); the figures then go to ``results_map_shifts<K>.json``.
     """
     run_dir = Path(run)
     if not (run_dir / "recipe.json").exists():
         raise InputError(f"{run_dir}: not a training run (no recipe.json)")
     recipe = from_dict(SliceRecipe, json.loads((run_dir / "recipe.json").read_text()), where=str(run_dir))
+    out_name = "results.json"
+    if map_shifts is not None:
+        try:
+            recipe = replace(recipe, model=replace(recipe.model, map_shifts=map_shifts))
+        except ValueError as exc:
+            raise InputError(f"--map-shifts: {exc}") from exc
+        out_name = f"results_map_shifts{map_shifts}.json"
     prep = prepare_data(recipe, data, cache_dir or run_dir / "cache", progress=progress)
     saved = json.loads((run_dir / "split.json").read_text()) if (run_dir / "split.json").exists() else None
     if saved is not None and json.loads(json.dumps(prep["split"])) != saved:
@@ -833,7 +844,7 @@ def evaluate_slice_run(
     if not Path(weights).exists():
         raise InputError(f"{weights}: no such checkpoint")
     results = test_checkpoint(recipe, prep, weights, data)
-    write_text_atomic(run_dir / "results.json", json.dumps(results, indent=1, default=float))
+    write_text_atomic(run_dir / out_name, json.dumps(results, indent=1, default=float))
     return results
 
 
