@@ -482,8 +482,7 @@ def evaluate_slices(
         width=recipe.data.width,
         batch_size=recipe.eval_batch_size,
         device=device,
-        map_size=(table.size, table.size) if maps else None,
-        maps=maps and table.masks is not None,
+        maps=False,  # drawn below for the lesion slices only
     )
     out: dict[str, Any] = {"n_slices": float(rows.size)}
     sel_rows, cls, _ = _select(table, rows)
@@ -501,28 +500,30 @@ def evaluate_slices(
     known = table.lesion[rows] >= 0
     if pred.p_lesion is not None and known.any():
         out["lesion_auc"] = roc_auc(table.lesion[rows][known], pred.p_lesion[known, 1])
-    if pred.maps is not None and table.masks is not None:
+    if maps and pred.p_lesion is not None and table.masks is not None:
         has = (table.lesion[rows] == 1) & table.masks[rows].reshape(rows.size, -1).any(1)
         if has.any():
             masks = table.masks[rows][has]
-            out.update(_map_figures(pred.maps[has], masks, _configured_prototype(model)))
-            other = _other_prototype(model)
-            alt = predict_crops(
-                model,  # type: ignore[arg-type]
-                table.hu[rows][has],
-                centres=recipe.data.eval_centres if centres is None else centres,
-                width=recipe.data.width,
-                batch_size=recipe.eval_batch_size,
-                device=device,
-                map_size=(table.size, table.size),
-                map_prototype=other,
-            )
-            assert alt.maps is not None
-            out.update(_map_figures(alt.maps, masks, other, main=False))
+            drawn: dict[str, np.ndarray] = {}
+            for prototype in (_configured_prototype(model), _other_prototype(model)):
+                one = predict_crops(
+                    model,  # type: ignore[arg-type]
+                    table.hu[rows][has],
+                    centres=recipe.data.eval_centres if centres is None else centres,
+                    width=recipe.data.width,
+                    batch_size=recipe.eval_batch_size,
+                    device=device,
+                    map_size=(table.size, table.size),
+                    map_prototype=prototype,
+                )
+                assert one.maps is not None
+                drawn[prototype] = one.maps
+                out.update(_map_figures(one.maps, masks, prototype, main=prototype == _configured_prototype(model)))
             out["n_map_slices"] = float(has.sum())
+            main_maps = drawn[_configured_prototype(model)]
             # a point dropped at random hits a lesion this often: the pointing game's chance level
             out["pointing_game_chance"] = float(masks.reshape(masks.shape[0], -1).mean(1).mean())
-            hits = pointing_game(pred.maps[has], masks)
+            hits = pointing_game(main_maps, masks)
             label = table.label[rows][has]
             for k in np.unique(label):
                 out[f"pointing_game_{CLASS_NAMES[int(k)].lower()}"] = float(hits[label == k].mean())
