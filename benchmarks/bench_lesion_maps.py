@@ -14,15 +14,12 @@ same run. Inputs are random tensors: throughput does not depend on the image con
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
 import sys
-import time
 
 import torch
 
 from _markdown import write_section
+from _torchbench import device_name, median_seconds
 from m3lung.models import SliceNet, SliceNetConfig
 
 
@@ -33,17 +30,7 @@ def _rate(net: SliceNet, x: torch.Tensor, draw_map: bool, repeat: int, device: t
         with torch.inference_mode():
             net(x, map_size=size if draw_map else None, draw_map=draw_map)
 
-    run()  # warm-up
-    times = []
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        run()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return x.shape[0] / statistics.median(times)
+    return x.shape[0] / median_seconds(run, repeat, device)
 
 
 def main() -> int:
@@ -68,11 +55,7 @@ def main() -> int:
         net = SliceNet(cfg).to(device).eval()
         rows.append((name, _rate(net, x, draw, args.repeat, device)))
     base = rows[0][1]
-    dev = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"{platform.machine()} CPU, {os.cpu_count()} cores"
-    )
+    dev = device_name(device)
     lines = [
         f"Device: {dev}; torch {torch.__version__}, {torch.get_num_threads()} threads. Command: "
         f"`python benchmarks/bench_lesion_maps.py --device {device.type} --repeat {args.repeat} --write`. "

@@ -16,30 +16,13 @@ Inputs are random tensors: throughput does not depend on the image content.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import statistics
 import sys
-import time
 
 import torch
 
 from _markdown import write_section
+from _torchbench import device_name, median_seconds
 from m3lung.models import SliceNet, SliceNetConfig
-
-
-def _time(fn, repeat: int, device: torch.device) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def inference(size: int, batch: int, device: torch.device, bf16: bool, channels_last: bool, repeat: int) -> float:
@@ -53,7 +36,7 @@ def inference(size: int, batch: int, device: torch.device, bf16: bool, channels_
         with torch.inference_mode(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             net(x)
 
-    return batch / _time(run, repeat, device)
+    return batch / median_seconds(run, repeat, device)
 
 
 def training(backbone: str, size: int, batch: int, device: torch.device, repeat: int, layer3_stride: int = 2) -> float:
@@ -74,7 +57,7 @@ def training(backbone: str, size: int, batch: int, device: torch.device, repeat:
         loss.backward()
         opt.step()
 
-    return batch / _time(step, repeat, device)
+    return batch / median_seconds(step, repeat, device)
 
 
 def augmentation(size: int, batch: int, device: torch.device, repeat: int) -> float:
@@ -86,7 +69,7 @@ def augmentation(size: int, batch: int, device: torch.device, repeat: int) -> fl
     angle = (torch.rand(batch, generator=g) - 0.5).to(device)
     zoom = (0.9 + 0.2 * torch.rand(batch, generator=g)).to(device)
     shift = (0.1 * torch.rand(batch, 2, generator=g) - 0.05).to(device)
-    return batch / _time(lambda: random_affine(x, angle, zoom, shift), repeat, device)
+    return batch / median_seconds(lambda: random_affine(x, angle, zoom, shift), repeat, device)
 
 
 def main() -> int:
@@ -123,11 +106,7 @@ def main() -> int:
         ),
     ]
     aug = augmentation(256, 16, device, args.repeat)
-    dev = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else f"{platform.machine()} CPU, {os.cpu_count()} cores"
-    )
+    dev = device_name(device)
     lines = [
         f"Device: {dev}; torch {torch.__version__}, {torch.get_num_threads()} threads. Command: "
         f"`python benchmarks/bench_slice_net.py --device {device.type} --repeat {args.repeat} --write`. "
