@@ -248,6 +248,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
         bf16=args.bf16,
         every=args.every,
         threshold=args.threshold,
+        map_shifts=args.map_shifts,
     )
     read_options = {
         "series_uid": args.series_uid,
@@ -387,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     p.add_argument("--batch-size", type=int, default=32, help="slices per forward pass")
     p.add_argument("--bf16", action="store_true", help="bfloat16 inference (CUDA, or CPUs with AVX512-BF16/AMX)")
+    p.add_argument(
+        "--map-shifts",
+        type=int,
+        help="draw the lesion maps with K shifts per axis (shift-and-stitch: a K times finer map, about "
+        "K^2 times the network's cost; 1 = the paper's map) instead of the weights' own setting",
+    )
     p.add_argument("--every", type=int, help="show every k-th slice in report.html (default: about 24 slices)")
     p.add_argument("--threshold", type=float, default=0.99, help="T of the non-parametric assessment (paper 0.99)")
     p.add_argument("--shard", help="i/n: screen only the i-th of n interleaved parts of the list (1-based)")

@@ -142,3 +142,21 @@ def test_cli_screen(tiny_system, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 2 and "ct:" in out and "nothing: no such file or folder" in err and "Traceback" not in err
     assert (tmp_path / "o" / "ct" / "report.html").exists()
+
+
+def test_finer_maps_change_only_the_maps(tiny_system, screener, tmp_path):
+    """--map-shifts 2: the lesion map is drawn on a finer grid; every probability and the decision stay."""
+    vol = read_ct(_study(tiny_system, 2) / "ct")
+    plain = screener.screen(vol)
+    fine = Screener(tiny_system / "patient" / "system.pt", device="cpu", batch_size=7, map_shifts=2).screen(vol)
+    assert plain.data["weights"]["slice_config"]["map_shifts"] == 1
+    assert fine.data["weights"]["slice_config"]["map_shifts"] == 2
+    assert np.allclose(plain.data["slices"]["p_multi"], fine.data["slices"]["p_multi"], atol=1e-4)
+    assert plain.data["patient"]["network"]["probs"] == pytest.approx(
+        fine.data["patient"]["network"]["probs"], abs=1e-4
+    )
+    assert fine.lesion_map.shape == plain.lesion_map.shape and not np.array_equal(fine.lesion_map, plain.lesion_map)
+    weights = str(tiny_system / "patient" / "system.pt")
+    study = str(_study(tiny_system) / "ct")
+    args = ["screen", study, "--out", str(tmp_path / "o"), "--quiet", "--device", "cpu", "--weights", weights]
+    assert main([*args, "--map-shifts", "3"]) == 2

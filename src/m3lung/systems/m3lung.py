@@ -210,7 +210,8 @@ class SlicePredictor:
     CPUs with AVX512-BF16 or AMX, see BENCHMARKS.md; slower on CPUs without); probabilities move by a
     few hundredths at most. ``channels_last`` (default on) runs the convolutions on channels-last
     tensors, 1.1–1.4x faster in fp32 on this project's CPU. ``doc``: the checkpoint already loaded
-    (``weights`` then only names it in messages).
+    (``weights`` then only names it in messages). ``map_shifts`` draws the lesion maps with that
+    :attr:`SliceNetConfig.map_shifts` instead of the checkpoint's (finer maps, same probabilities).
     """
 
     def __init__(
@@ -222,10 +223,16 @@ class SlicePredictor:
         bf16: bool = False,
         channels_last: bool = True,
         doc: dict[str, Any] | None = None,
+        map_shifts: int | None = None,
     ) -> None:
         if doc is None:
             doc = load_checkpoint(weights, kind="slice_net")
         self.model = slice_net_from(doc, source=str(weights))
+        if map_shifts is not None:  # only the maps change (SliceNetConfig.map_shifts)
+            try:
+                self.model.config = replace(self.model.config, map_shifts=map_shifts)
+            except ValueError as exc:
+                raise InputError(f"--map-shifts: {exc}") from exc
         self.config = self.model.config
         self.device = pick_device(device)
         self.model.to(self.device).eval()

@@ -138,6 +138,8 @@ class Screener:
     bf16 : bfloat16 autocast (CUDA, or CPUs with AVX512-BF16/AMX). chunk : slices per chunk.
     every : show every k-th slice in the HTML report (default: about 24 slices).
     threshold : T of the non-parametric assessment (paper 0.99). maxpool_threshold : see fusion.
+    map_shifts : draw the lesion maps with this ``SliceNetConfig.map_shifts`` instead of the weights'
+        own (finer maps at about K^2 times the network's cost up to ResBlock-3; same probabilities).
     """
 
     def __init__(
@@ -152,6 +154,7 @@ class Screener:
         every: int | None = None,
         threshold: float = 0.99,
         maxpool_threshold: float = 0.5,
+        map_shifts: int | None = None,
     ) -> None:
         from m3lung.train.checkpoint import load_checkpoint
 
@@ -164,7 +167,9 @@ class Screener:
             patient_doc = load_checkpoint(patient_weights, kind="patient_net")
         from m3lung.systems.m3lung import SlicePredictor
 
-        self.predictor = SlicePredictor(weights, device=device, batch_size=batch_size, bf16=bf16, doc=slice_doc)
+        self.predictor = SlicePredictor(
+            weights, device=device, batch_size=batch_size, bf16=bf16, doc=slice_doc, map_shifts=map_shifts
+        )
         self.device = self.predictor.device
         self.slice_config = self.predictor.config
         if not self.slice_config.multitask:
