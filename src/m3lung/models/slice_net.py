@@ -66,9 +66,9 @@ class SliceNetConfig:
     layer3_stride : 2 (the paper's ResNet: ResBlock3 at 1/16 of the input) or 1 (choice: ResBlock3
         keeps ResBlock2's 1/8 resolution, so the lesion map's grid doubles, e.g. 32x32 at 256 px;
         ResBlock4 still halves it). Only strides change, so pretrained weights load unchanged.
-    map_shifts : K = 1 (the paper's lesion map: one value per ResBlock3 cell, every ``map_stride``
+    map_shifts : K = 1 (the paper's lesion map: one value per ResBlock3 cell, every ``f3_stride``
         pixels) or 2, 4, 8 (choice, "shift-and-stitch", Long et al., CVPR 2015): the map is also drawn
-        on the input shifted by multiples of ``map_stride / K`` pixels and the K x K maps are
+        on the input shifted by multiples of ``f3_stride / K`` pixels and the K x K maps are
         interleaved, so the same network is evaluated on a grid K times finer. It changes only the map
         users see (and costs K^2 - 1 more passes up to ResBlock3 when a map is drawn); training, the
         attention map ResBlock4 reads and every probability are unchanged.
@@ -87,9 +87,10 @@ class SliceNetConfig:
     def __post_init__(self) -> None:
         if self.layer3_stride not in (1, 2):
             raise ValueError(f"layer3_stride must be 1 or 2, got {self.layer3_stride!r}")
-        if self.map_shifts not in (1, 2, 4, 8) or self.map_stride % self.map_shifts:
+        if self.map_shifts not in (1, 2, 4, 8) or self.f3_stride % self.map_shifts:
             raise ValueError(
-                f"map_shifts must be 1, 2, 4 or 8 and divide the map stride {self.map_stride}, got {self.map_shifts!r}"
+                f"map_shifts must be 1, 2, 4 or 8 and divide the ResBlock3 stride {self.f3_stride}, "
+                f"got {self.map_shifts!r}"
             )
         if self.backbone not in _CHANNELS:
             raise ValueError(f"backbone must be one of {sorted(_CHANNELS)}, got {self.backbone!r}")
@@ -101,7 +102,7 @@ class SliceNetConfig:
             raise ValueError(f"map_prototype must be one of {MAP_PROTOTYPES}, got {self.map_prototype!r}")
 
     @property
-    def map_stride(self) -> int:
+    def f3_stride(self) -> int:
         """Input pixels per ResBlock3 cell: 16 for the paper's ResNet, 8 with ``layer3_stride=1``."""
         return 16 if self.layer3_stride == 2 else 8
 
@@ -295,7 +296,11 @@ class SliceNet(nn.Module):
     def map_stride(self) -> int:
         """Input pixels per lesion-map cell: 16 for the paper's ResNet, 8 with ``layer3_stride=1``,
         divided by ``map_shifts``."""
-        return self.config.map_stride // self.config.map_shifts
+        return self.config.f3_stride // self.config.map_shifts
+
+    def _f3(self, x: torch.Tensor) -> torch.Tensor:
+        """ResBlock3's output for the normalised 3-channel input ``x``."""
+        return self.layer3(self.layer2(self.layer1(self.stem(x))))
 
     def _prototype_map(self, f3: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
         """Similarity between the lesion head's weight row ``cls`` (B,) and f3 at every position: (B, h, w)."""
@@ -319,7 +324,7 @@ class SliceNet(nn.Module):
     def _lesion_map(self, x: torch.Tensor, f3: torch.Tensor, prototype: str) -> torch.Tensor:
         """The with-lesion map in [0, 1] drawn by ``prototype`` (see :class:`SliceNetConfig`): (B, h, w) on
         the f3 grid, or (B, K h, K w) with ``map_shifts`` K > 1, where fine cell (K i + a, K j + b) is the
-        f3 cell (i, j) of the input moved up by ``a`` and left by ``b`` steps of ``map_stride / K`` pixels
+        f3 cell (i, j) of the input moved up by ``a`` and left by ``b`` steps of ``f3_stride / K`` pixels
         (edge pixels repeated), i.e. centred on input pixel (step (K i + a), step (K j + b))."""
         k = self.config.map_shifts
         sim = self._map_similarity(f3, prototype).float()
@@ -329,7 +334,7 @@ class SliceNet(nn.Module):
                 "the BatchNorm statistics: call the network with draw_map=False while training, or eval() it"
             )
         if k > 1:
-            step = self.config.map_stride // k
+            step = self.map_stride
             b, h, w = sim.shape
             fine = sim.new_empty(b, h * k, w * k)
             for a in range(k):
@@ -338,8 +343,7 @@ class SliceNet(nn.Module):
                         fine[:, ::k, ::k] = sim
                         continue
                     xs = F.pad(x, (0, c * step, 0, a * step), mode="replicate")[:, :, a * step :, c * step :]
-                    f3s = self.layer3(self.layer2(self.layer1(self.stem(xs))))
-                    fine[:, a::k, c::k] = self._map_similarity(f3s, prototype).float()[:, :h, :w]
+                    fine[:, a::k, c::k] = self._map_similarity(self._f3(xs), prototype).float()
             sim = fine
         return _minmax(sim)
 
@@ -362,7 +366,7 @@ class SliceNet(nn.Module):
             x = x.expand(-1, 3, -1, -1)
         if self.config.imagenet_norm:
             x = (x - self.mean) / self.std
-        f3 = self.layer3(self.layer2(self.layer1(self.stem(x))))
+        f3 = self._f3(x)
         g3 = f3.mean(dim=(2, 3))
         lesion_logits = self.lesion_head(g3) if self.lesion_head is not None else None
         lesion_map = attention = None

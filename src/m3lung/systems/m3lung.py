@@ -203,6 +203,15 @@ class SlicePredictions:
         return self.p_multi.argmax(axis=1)
 
 
+def with_map_shifts(config: SliceNetConfig, map_shifts: int) -> SliceNetConfig:
+    """``config`` drawing its lesion maps with ``map_shifts`` (only the maps change); a bad value is an
+    :class:`InputError` naming the option."""
+    try:
+        return replace(config, map_shifts=map_shifts)
+    except ValueError as exc:
+        raise InputError(f"--map-shifts: {exc}") from exc
+
+
 class SlicePredictor:
     """Load a slice-network checkpoint once; predict every slice of any number of volumes.
 
@@ -228,11 +237,8 @@ class SlicePredictor:
         if doc is None:
             doc = load_checkpoint(weights, kind="slice_net")
         self.model = slice_net_from(doc, source=str(weights))
-        if map_shifts is not None:  # only the maps change (SliceNetConfig.map_shifts)
-            try:
-                self.model.config = replace(self.model.config, map_shifts=map_shifts)
-            except ValueError as exc:
-                raise InputError(f"--map-shifts: {exc}") from exc
+        if map_shifts is not None:
+            self.model.config = with_map_shifts(self.model.config, map_shifts)
         self.config = self.model.config
         self.device = pick_device(device)
         self.model.to(self.device).eval()
@@ -511,8 +517,8 @@ def evaluate_slices(
         has = (table.lesion[rows] == 1) & table.masks[rows].reshape(rows.size, -1).any(1)
         if has.any():
             masks = table.masks[rows][has]
-            drawn: dict[str, np.ndarray] = {}
-            for prototype in (_configured_prototype(model), _other_prototype(model)):
+            configured = _configured_prototype(model)
+            for prototype in (configured, _other_prototype(model)):
                 one = predict_crops(
                     model,  # type: ignore[arg-type]
                     table.hu[rows][has],
@@ -524,10 +530,10 @@ def evaluate_slices(
                     map_prototype=prototype,
                 )
                 assert one.maps is not None
-                drawn[prototype] = one.maps
-                out.update(_map_figures(one.maps, masks, prototype, main=prototype == _configured_prototype(model)))
+                out.update(_map_figures(one.maps, masks, prototype, main=prototype == configured))
+                if prototype == configured:
+                    main_maps = one.maps
             out["n_map_slices"] = float(has.sum())
-            main_maps = drawn[_configured_prototype(model)]
             # a point dropped at random hits a lesion this often: the pointing game's chance level
             out["pointing_game_chance"] = float(masks.reshape(masks.shape[0], -1).mean(1).mean())
             hits = pointing_game(main_maps, masks)
@@ -839,10 +845,7 @@ def evaluate_slice_run(
     recipe = from_dict(SliceRecipe, json.loads((run_dir / "recipe.json").read_text()), where=str(run_dir))
     out_name = "results.json"
     if map_shifts is not None:
-        try:
-            recipe = replace(recipe, model=replace(recipe.model, map_shifts=map_shifts))
-        except ValueError as exc:
-            raise InputError(f"--map-shifts: {exc}") from exc
+        recipe = replace(recipe, model=with_map_shifts(recipe.model, map_shifts))
         out_name = f"results_map_shifts{map_shifts}.json"
     prep = prepare_data(recipe, data, cache_dir or run_dir / "cache", progress=progress)
     saved = json.loads((run_dir / "split.json").read_text()) if (run_dir / "split.json").exists() else None
