@@ -26,8 +26,22 @@ def median_seconds(fn: Callable[[], object], repeat: int, device: torch.device) 
     return statistics.median(times)
 
 
+def cpu_capability() -> str:
+    """The widest vector instruction set torch's CPU kernels use here ("AVX2", "AVX512", ...): with the
+    core count it decides CPU throughput, and whether bf16 helps (AVX512-BF16) or hurts (AVX2)."""
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
 def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU's architecture and core count."""
+    """The GPU's name, or the CPU's architecture, core count and vector instruction set."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.machine()} CPU, {os.cpu_count()} cores"
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, {cpu_capability()}"
+
+
+def section_key(bench: str, device: torch.device) -> str:
+    """BENCHMARKS.md marker of one benchmark on one kind of device: CPUs with different vector
+    instruction sets get sections of their own, so that a run on one never overwrites the other's."""
+    if device.type == "cuda":
+        return f"{bench}:cuda"
+    return f"{bench}:cpu-{cpu_capability().lower()}"

@@ -19,7 +19,7 @@ import sys
 import torch
 
 from _markdown import write_section
-from _torchbench import device_name, median_seconds
+from _torchbench import device_name, median_seconds, section_key
 from m3lung.models import SliceNet, SliceNetConfig
 
 
@@ -69,7 +69,7 @@ def main() -> int:
     print("\n".join(lines))
     if args.write:
         write_section(
-            f"bench_lesion_maps:{device.type}", lines, f"Lesion-map resolution on {device.type.upper()} (issue 3)"
+            section_key("bench_lesion_maps", device), lines, f"Lesion-map resolution on {device.type.upper()} (issue 3)"
         )
     return 0
 

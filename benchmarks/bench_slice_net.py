@@ -8,7 +8,8 @@ Run:  python benchmarks/bench_slice_net.py [--device cpu|cuda] [--write]
   against fp32 at the same size in the same run. One slice here is one forward pass (screening runs
   three window centres per slice, so a scan costs three times this).
 * Training: samples/s of forward + backward + SGD step for the paper's network (ResNet-50, 224 px,
-  batch 8) and the CPU profile's (ResNet-18, 128 px, batch 32).
+  batch 8), the CPU profile's (``slice_cpu``: quarter-width ResNet-10, 256 px, batch 16), the same with
+  ``model.layer3_stride=1``, and the former CPU profile's (``slice_cpu_r18``: ResNet-18, 128 px, batch 32).
 
 Inputs are random tensors: throughput does not depend on the image content.
 """
@@ -21,7 +22,7 @@ import sys
 import torch
 
 from _markdown import write_section
-from _torchbench import device_name, median_seconds
+from _torchbench import device_name, median_seconds, section_key
 from m3lung.models import SliceNet, SliceNetConfig
 
 
@@ -125,7 +126,9 @@ def main() -> int:
     ]
     print("\n".join(lines))
     if args.write:
-        write_section(f"bench_slice_net:{device.type}", lines, f"Slice network on {device.type.upper()} (issue 3)")
+        write_section(
+            section_key("bench_slice_net", device), lines, f"Slice network on {device.type.upper()} (issue 3)"
+        )
     return 0
 
 

@@ -1,0 +1,43 @@
+"""The benchmarks' shared helpers (benchmarks/ is not a package: imported by path)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture
+def markdown(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    import _markdown
+
+    monkeypatch.setattr(_markdown, "BENCHMARKS", tmp_path / "BENCHMARKS.md")
+    yield _markdown
+    sys.modules.pop("_markdown", None)
+
+
+def test_sections_of_one_benchmark_on_two_devices_share_their_heading(markdown):
+    markdown.write_section("b:cpu-avx512", ["FIRST"], "Bench (issue 3)")
+    markdown.write_section("other", ["OTHERBODY"], "Other")
+    markdown.write_section("b:cpu-avx2", ["SECOND"], "Bench (issue 3)")
+    markdown.write_section("b:cpu-avx512", ["THIRD"], "Bench (issue 3)")
+    text = markdown.BENCHMARKS.read_text()
+    assert text.count("## Bench (issue 3)") == 1
+    parts = [text.index(s) for s in ("## Bench", "THIRD", "SECOND", "## Other", "OTHERBODY")]
+    assert parts == sorted(parts), text
+    assert "FIRST" not in text
+
+
+def test_cpu_sections_are_keyed_by_instruction_set(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    torch = pytest.importorskip("torch")
+    import _torchbench
+
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    assert _torchbench.section_key("bench_x", torch.device("cpu")) == "bench_x:cpu-avx512"
+    assert _torchbench.device_name(torch.device("cpu")).endswith(", AVX512")
+    assert _torchbench.section_key("bench_x", torch.device("cuda")) == "bench_x:cuda"
