@@ -116,7 +116,10 @@ def main() -> int:
         "| input | precision / layout | slices/s (one window) | vs fp32 |",
         "|---:|---|---:|---:|",
     ]
-    lines += [f"| {s} | {name} | {v:.1f} | {r:.2f}x |" for s, name, v, r in rows]
+    lines += [
+        f"| {s} | {name} | {v:.1f} | {r:.2f}x |" if v >= 1 else f"| {s} | {name} | {v:.2g} | {r:.2f}x |"
+        for s, name, v, r in rows
+    ]
     lines += ["", "| training | samples/s | vs CPU profile |", "|---|---:|---:|"]
     lines += [f"| {name} | {v:.1f} | {v / cpu_rate:.2f}x |" for name, v in train_rows]
     lines += [

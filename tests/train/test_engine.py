@@ -6,13 +6,15 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from m3lung.errors import InputError
+from m3lung.errors import InputError, M3LungWarning
+from m3lung.systems import m3lung as m3lung_system
 from m3lung.systems.m3lung import SlicePredictor, evaluate_slice_run, load_slice_recipe, train_slice
 from m3lung.train.checkpoint import load_checkpoint, weights_hash
 from m3lung.train.engine import DistInfo, batches, epoch_rows
@@ -158,7 +160,7 @@ def test_two_processes_on_gloo_match_one(cohort, tmp_path):
 
 
 @pytest.mark.slow
-def test_predictor_on_a_volume(cohort, tmp_path):
+def test_predictor_on_a_volume(cohort, tmp_path, monkeypatch):
     from m3lung.io import read_ct
 
     _run(cohort, tmp_path / "run")
@@ -174,6 +176,13 @@ def test_predictor_on_a_volume(cohort, tmp_path):
     plain = SlicePredictor(tmp_path / "run" / "best.pt", device="cpu", batch_size=5, channels_last=False).predict(vol)
     np.testing.assert_allclose(plain.p_multi, out.p_multi, atol=1e-4)  # channels-last (default) is only a layout
     np.testing.assert_allclose(plain.maps, out.maps, atol=1e-3)
-    fast = SlicePredictor(tmp_path / "run" / "best.pt", device="cpu", batch_size=5, bf16=True).predict(vol)
+    monkeypatch.setattr(m3lung_system, "cpu_has_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", M3LungWarning)  # no bf16 warning where the CPU has bf16
+        fast_pred = SlicePredictor(tmp_path / "run" / "best.pt", device="cpu", batch_size=5, bf16=True)
+    fast = fast_pred.predict(vol)
+    monkeypatch.setattr(m3lung_system, "cpu_has_bf16", lambda: False)
+    with pytest.warns(M3LungWarning, match="without bf16 instructions"):
+        SlicePredictor(tmp_path / "run" / "best.pt", device="cpu", batch_size=5, bf16=True)
     assert np.abs(fast.p_multi - out.p_multi).max() < 0.05  # bf16 autocast on the CPU
     assert not np.array_equal(fast.p_multi, out.p_multi)  # ... really ran in bf16

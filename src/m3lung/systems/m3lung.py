@@ -212,12 +212,22 @@ def with_map_shifts(config: SliceNetConfig, map_shifts: int) -> SliceNetConfig:
         raise InputError(f"--map-shifts: {exc}") from exc
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bfloat16 in hardware (AVX512-BF16 or AMX, as oneDNN sees it). Without, torch
+    emulates bf16 and autocast runs 4-50x *slower* than fp32 (BENCHMARKS.md, AVX2 table)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without the query: assume the worst
+        return False
+
+
 class SlicePredictor:
     """Load a slice-network checkpoint once; predict every slice of any number of volumes.
 
     ``bf16=True`` runs the network under bfloat16 autocast, on CUDA or on the CPU (about 2x faster on
     CPUs with AVX512-BF16 or AMX, see BENCHMARKS.md; slower on CPUs without); probabilities move by a
-    few hundredths at most. ``channels_last`` (default on) runs the convolutions on channels-last
+    few hundredths at most; asked for on a CPU without bf16 instructions it warns and runs anyway.
+    ``channels_last`` (default on) runs the convolutions on channels-last
     tensors, 1.1–1.4x faster in fp32 on this project's CPU. ``doc``: the checkpoint already loaded
     (``weights`` then only names it in messages). ``map_shifts`` draws the lesion maps with that
     :attr:`SliceNetConfig.map_shifts` instead of the checkpoint's (finer maps, same probabilities).
@@ -247,6 +257,13 @@ class SlicePredictor:
             self.model.to(memory_format=torch.channels_last)
         self.batch_size = batch_size
         self.bf16 = bf16
+        if bf16 and self.device.type == "cpu" and not cpu_has_bf16():
+            warnings.warn(
+                "bf16 asked for on a CPU without bf16 instructions (AVX512-BF16 / AMX): torch emulates it "
+                "and inference runs several times slower than fp32 here (BENCHMARKS.md); leave --bf16 off",
+                M3LungWarning,
+                stacklevel=2,
+            )
         self.doc = doc
         self.weights_hash: str = doc["weights_hash"]
         self.provenance: dict[str, Any] = doc.get("provenance", {})
