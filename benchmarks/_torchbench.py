@@ -11,9 +11,18 @@ from collections.abc import Callable
 import torch
 
 
-def median_seconds(fn: Callable[[], object], repeat: int, device: torch.device) -> float:
-    """Median wall time of ``fn()`` over ``repeat`` calls after one warm-up call."""
-    fn()
+def median_seconds(fn: Callable[[], object], repeat: int, device: torch.device, warm_s: float = 1.0) -> float:
+    """Median wall time of ``fn()`` over ``repeat`` calls after a warm-up of at least two calls and
+    ``warm_s`` seconds (at most ten calls): one call was not enough for the first row of a run, which
+    came out up to 1.7x slow (thread pool, allocator and oneDNN caches still warming) and skewed every
+    ratio against it."""
+    t_end = time.perf_counter() + warm_s
+    for k in range(10):
+        fn()
+        if k >= 1 and time.perf_counter() >= t_end:
+            break
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     times = []
     for _ in range(repeat):
         if device.type == "cuda":
