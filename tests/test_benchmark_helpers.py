@@ -41,3 +41,16 @@ def test_cpu_sections_are_keyed_by_instruction_set(monkeypatch):
     assert _torchbench.section_key("bench_x", torch.device("cpu")) == "bench_x:cpu-avx512"
     assert _torchbench.device_name(torch.device("cpu")).endswith(", AVX512")
     assert _torchbench.section_key("bench_x", torch.device("cuda")) == "bench_x:cuda"
+
+
+def test_timing_warms_up_before_it_measures(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    torch = pytest.importorskip("torch")
+    import _torchbench
+
+    calls = []
+    _torchbench.median_seconds(lambda: calls.append(1), 3, torch.device("cpu"), warm_s=0.0)
+    assert len(calls) == 2 + 3  # two warm-up calls at least, then the timed ones
+    calls.clear()
+    _torchbench.median_seconds(lambda: calls.append(1), 3, torch.device("cpu"), warm_s=60.0)
+    assert len(calls) == 10 + 3  # at most ten warm-up calls, however long the warm-up was meant to be
