@@ -214,7 +214,7 @@ def with_map_shifts(config: SliceNetConfig, map_shifts: int) -> SliceNetConfig:
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU runs bfloat16 in hardware (AVX512-BF16 or AMX, as oneDNN sees it). Without, torch
-    emulates bf16 and autocast runs 4-50x *slower* than fp32 (BENCHMARKS.md, AVX2 table)."""
+    emulates bf16 and autocast runs 6-70x *slower* than fp32 (BENCHMARKS.md, AVX2 table)."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a torch build without the query: assume the worst
