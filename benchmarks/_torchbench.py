@@ -10,6 +10,8 @@ from collections.abc import Callable
 
 import torch
 
+from _markdown import write_section
+
 
 def median_seconds(fn: Callable[[], object], repeat: int, device: torch.device, warm_s: float = 1.0) -> float:
     """Median wall time of ``fn()`` over ``repeat`` calls after a warm-up of at least two calls and
@@ -21,8 +23,6 @@ def median_seconds(fn: Callable[[], object], repeat: int, device: torch.device, 
         fn()
         if k >= 1 and time.perf_counter() >= t_end:
             break
-    if device.type == "cuda":
-        torch.cuda.synchronize()
     times = []
     for _ in range(repeat):
         if device.type == "cuda":
@@ -54,3 +54,9 @@ def section_key(bench: str, device: torch.device) -> str:
     if device.type == "cuda":
         return f"{bench}:cuda"
     return f"{bench}:cpu-{cpu_capability().lower()}"
+
+
+def write_device_section(bench: str, device: torch.device, lines: list[str], title: str) -> None:
+    """Write ``lines`` into BENCHMARKS.md as ``bench``'s section for this kind of device, under the
+    heading "``title`` on CPU|CUDA (issue 3)"."""
+    write_section(section_key(bench, device), lines, f"{title} on {device.type.upper()} (issue 3)")

@@ -18,8 +18,7 @@ import sys
 
 import torch
 
-from _markdown import write_section
-from _torchbench import device_name, median_seconds, section_key
+from _torchbench import device_name, median_seconds, write_device_section
 from m3lung.models import SliceNet, SliceNetConfig
 
 
@@ -68,9 +67,7 @@ def main() -> int:
     lines += [f"| {name} | {v:.1f} | {base / v:.2f}x |" for name, v in rows]
     print("\n".join(lines))
     if args.write:
-        write_section(
-            section_key("bench_lesion_maps", device), lines, f"Lesion-map resolution on {device.type.upper()} (issue 3)"
-        )
+        write_device_section("bench_lesion_maps", device, lines, "Lesion-map resolution")
     return 0
 
 

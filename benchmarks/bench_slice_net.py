@@ -21,8 +21,7 @@ import sys
 
 import torch
 
-from _markdown import write_section
-from _torchbench import device_name, median_seconds, section_key
+from _torchbench import device_name, median_seconds, write_device_section
 from m3lung.models import SliceNet, SliceNetConfig
 
 
@@ -116,10 +115,8 @@ def main() -> int:
         "| input | precision / layout | slices/s (one window) | vs fp32 |",
         "|---:|---|---:|---:|",
     ]
-    lines += [
-        f"| {s} | {name} | {v:.1f} | {r:.2f}x |" if v >= 1 else f"| {s} | {name} | {v:.2g} | {r:.2f}x |"
-        for s, name, v, r in rows
-    ]
+    # two significant digits under 1 slice/s (bf16 on a CPU without bf16 instructions), else one decimal
+    lines += [f"| {s} | {name} | {f'{v:.1f}' if v >= 1 else f'{v:.2g}'} | {r:.2f}x |" for s, name, v, r in rows]
     lines += ["", "| training | samples/s | vs CPU profile |", "|---|---:|---:|"]
     lines += [f"| {name} | {v:.1f} | {v / cpu_rate:.2f}x |" for name, v in train_rows]
     lines += [
@@ -129,9 +126,7 @@ def main() -> int:
     ]
     print("\n".join(lines))
     if args.write:
-        write_section(
-            section_key("bench_slice_net", device), lines, f"Slice network on {device.type.upper()} (issue 3)"
-        )
+        write_device_section("bench_slice_net", device, lines, "Slice network")
     return 0
 
 

@@ -54,3 +54,14 @@ def test_timing_warms_up_before_it_measures(monkeypatch):
     calls.clear()
     _torchbench.median_seconds(lambda: calls.append(1), 3, torch.device("cpu"), warm_s=60.0)
     assert len(calls) == 10 + 3  # at most ten warm-up calls, however long the warm-up was meant to be
+
+
+def test_device_sections_land_under_the_benchmarks_heading(markdown, monkeypatch):
+    torch = pytest.importorskip("torch")
+    import _torchbench
+
+    monkeypatch.setattr(_torchbench, "write_section", markdown.write_section)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    _torchbench.write_device_section("bench_x", torch.device("cpu"), ["ROW"], "Slice network")
+    text = markdown.BENCHMARKS.read_text()
+    assert "## Slice network on CPU (issue 3)\n\n<!-- bench_x:cpu-avx2:start -->\nROW\n" in text
