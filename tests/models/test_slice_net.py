@@ -221,3 +221,39 @@ def test_shift_and_stitch_draws_the_same_network_on_a_finer_grid(layer3_stride):
     with pytest.raises(ValueError, match="map_shifts"):
         SliceNetConfig(map_shifts=3)
     SliceNetConfig(layer3_stride=1, map_shifts=8)  # one-pixel steps on the stride-8 grid
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 64, 64), (3, 8, 37, 51)])
+def test_stem_max_pool_matches_the_native_op_values_and_gradients(shape):
+    import torch.nn.functional as F
+
+    from m3lung.models.slice_net import StemMaxPool
+
+    torch.manual_seed(0)
+    x = torch.randn(*shape, requires_grad=True)
+    ref = x.detach().clone().requires_grad_()
+    y, y_ref = StemMaxPool()(x), F.max_pool2d(ref, 3, 2, 1)
+    g = torch.randn_like(y_ref)
+    y.backward(g)
+    y_ref.backward(g)
+    assert y.is_contiguous() and torch.equal(y, y_ref) and torch.equal(x.grad, ref.grad)
+    with torch.inference_mode():
+        assert torch.equal(StemMaxPool()(x.detach()), y_ref.detach())
+    cl = ref.detach().contiguous(memory_format=torch.channels_last).requires_grad_()  # the native op
+    assert torch.equal(StemMaxPool()(cl), y_ref)
+    assert torch.autograd.gradcheck(StemMaxPool(), torch.randn(1, 2, 9, 9, dtype=torch.double, requires_grad=True))
+
+
+def test_torchvision_stems_get_the_fast_pool_and_the_weights_load_both_ways():
+    from m3lung.models.slice_net import StemMaxPool
+
+    net = SliceNet(SliceNetConfig(backbone="resnet18"))
+    assert isinstance(net.stem[3], StemMaxPool)
+    plain = tvm.resnet18(weights=None)
+    plain.maxpool = torch.nn.MaxPool2d(3, 2, 1)
+    other = SliceNet(SliceNetConfig(backbone="resnet18"), backbone=plain)
+    assert isinstance(other.stem[3], StemMaxPool)
+    odd = tvm.resnet18(weights=None)
+    odd.maxpool = torch.nn.MaxPool2d(2, 2)  # not the stem geometry: left alone
+    assert isinstance(SliceNet(SliceNetConfig(backbone="resnet18"), backbone=odd).stem[3], torch.nn.MaxPool2d)
+    other.load_state_dict(net.state_dict())  # the pool has no state: checkpoints are unchanged
