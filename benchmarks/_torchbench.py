@@ -35,6 +35,32 @@ def median_seconds(fn: Callable[[], object], repeat: int, device: torch.device, 
     return statistics.median(times)
 
 
+def paired_speedup(
+    baseline: Callable[[], object], other: Callable[[], object], repeat: int, device: torch.device
+) -> float:
+    """How many times faster ``other`` runs than ``baseline``: the median, over ``repeat`` rounds, of the
+    ratio of their times in the same round (each round runs both, the order alternating). Timed one
+    after the other, two figures of a few percent apart drown in this machine's drift; paired, they
+    do not."""
+    median_seconds(baseline, 1, device)  # warm-up of both
+    median_seconds(other, 1, device)
+    ratios = []
+    for k in range(repeat):
+        pair = (baseline, other) if k % 2 == 0 else (other, baseline)
+        times = []
+        for fn in pair:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        t_base, t_other = times if k % 2 == 0 else times[::-1]
+        ratios.append(t_base / t_other)
+    return statistics.median(ratios)
+
+
 def cpu_capability() -> str:
     """The widest vector instruction set torch's CPU kernels use here ("AVX2", "AVX512", ...): with the
     core count it decides CPU throughput, and whether bf16 helps (AVX512-BF16) or hurts (AVX2)."""

@@ -56,6 +56,29 @@ def test_timing_warms_up_before_it_measures(monkeypatch):
     assert len(calls) == 10 + 3  # at most ten warm-up calls, however long the warm-up was meant to be
 
 
+def test_paired_speedup_alternates_the_order_and_reports_baseline_over_other(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    torch = pytest.importorskip("torch")
+    import _torchbench
+
+    order: list[str] = []
+    ticks = {"base": 3, "other": 1}
+    now = [0.0]  # a fake clock: the baseline "takes" 3 ticks, the other 1
+
+    def timed(name):
+        def fn():
+            order.append(name)
+            now[0] += ticks[name]
+
+        return fn
+
+    monkeypatch.setattr(_torchbench.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(_torchbench, "median_seconds", lambda fn, repeat, device: 0.0)  # no warm-up here
+    r = _torchbench.paired_speedup(timed("base"), timed("other"), 4, torch.device("cpu"))
+    assert r == pytest.approx(3.0)
+    assert order == ["base", "other", "other", "base", "base", "other", "other", "base"]
+
+
 def test_device_sections_land_under_the_benchmarks_heading(markdown, monkeypatch):
     torch = pytest.importorskip("torch")
     import _torchbench
