@@ -1,12 +1,13 @@
-"""Benchmark: what a finer lesion map costs at inference (``map_shifts``, ``layer3_stride``).
+"""Benchmark: what a finer lesion map costs at inference (``map_shifts``, ``map_flip``, ``layer3_stride``).
 
 Run:  python benchmarks/bench_lesion_maps.py [--device cpu|cuda] [--repeat 5] [--write]
 
 The CPU profile's network (quarter-width ResNet-10, 256 px, batch 16, fp32, ``torch.inference_mode``)
 predicts slices with the lesion map drawn and upsampled to the input, as ``m3lung screen`` and
 ``m3lung evaluate slice`` do: the paper's map (one value per ResBlock-3 cell, 16 px), shift-and-stitch
-with 2 and 4 shifts per axis (8 px and 4 px grids, same weights), ``layer3_stride=1`` (8 px grid, a
-different network), and no map at all (``draw_map=False``, what training and feature extraction run).
+with 2 and 4 shifts per axis (8 px and 4 px grids, same weights), the mirrored slice's map averaged in
+(``map_flip``, alone and with 2 shifts), ``layer3_stride=1`` (8 px grid, a different network), and no
+map at all (``draw_map=False``, what training and feature extraction run).
 Each figure is a median of timed batches after a warm-up; ratios are against the paper's map in the
 same run. Inputs are random tensors: throughput does not depend on the image content.
 """
@@ -47,6 +48,12 @@ def main() -> int:
         ("no map (draw_map=False)", SliceNetConfig(backbone="resnet10n", input_size=size), False),
         ("map_shifts=2 (8 px grid)", SliceNetConfig(backbone="resnet10n", input_size=size, map_shifts=2), True),
         ("map_shifts=4 (4 px grid)", SliceNetConfig(backbone="resnet10n", input_size=size, map_shifts=4), True),
+        ("map_flip", SliceNetConfig(backbone="resnet10n", input_size=size, map_flip=True), True),
+        (
+            "map_shifts=2 + map_flip",
+            SliceNetConfig(backbone="resnet10n", input_size=size, map_shifts=2, map_flip=True),
+            True,
+        ),
         ("layer3_stride=1 (8 px grid)", SliceNetConfig(backbone="resnet10n", input_size=size, layer3_stride=1), True),
     ]
     rows = []

@@ -166,6 +166,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 cache_dir=args.cache,
                 progress=not args.quiet,
                 map_shifts=args.map_shifts,
+                map_flip=args.map_flip,
             )
             print(summarise(results))
         else:
@@ -249,6 +250,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
         every=args.every,
         threshold=args.threshold,
         map_shifts=args.map_shifts,
+        map_flip=args.map_flip,
     )
     read_options = {
         "series_uid": args.series_uid,
@@ -394,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw the lesion maps with K shifts per axis (shift-and-stitch: a K times finer map, about "
         "K^2 times the network's cost; 1 = the paper's map) instead of the weights' own setting",
     )
+    p.add_argument(
+        "--map-flip",
+        action=argparse.BooleanOptionalAction,
+        help="average each lesion map with the mirrored map of the mirrored slice (twice the map's cost), or "
+        "not (--no-map-flip), instead of the weights' own setting",
+    )
     p.add_argument("--every", type=int, help="show every k-th slice in report.html (default: about 24 slices)")
     p.add_argument("--threshold", type=float, default=0.99, help="T of the non-parametric assessment (paper 0.99)")
     p.add_argument("--shard", help="i/n: screen only the i-th of n interleaved parts of the list (1-based)")
@@ -428,6 +436,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="evaluate slice: draw the lesion maps with this many shifts per axis (shift-and-stitch; 1 = the "
         "paper's map) instead of the run's setting; writes results_map_shifts<K>.json, not results.json",
+    )
+    p.add_argument(
+        "--map-flip",
+        action=argparse.BooleanOptionalAction,
+        help="evaluate slice: average each lesion map with the mirrored slice's (or not: --no-map-flip) "
+        "instead of the run's setting; writes results_map_flip.json (or results_no_map_flip.json)",
     )
     p.add_argument("--features", help="evaluate patient: feature cache (default: the one the run used)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -223,6 +223,37 @@ def test_shift_and_stitch_draws_the_same_network_on_a_finer_grid(layer3_stride):
     SliceNetConfig(layer3_stride=1, map_shifts=8)  # one-pixel steps on the stride-8 grid
 
 
+@pytest.mark.parametrize("map_shifts", [1, 2])
+def test_map_flip_averages_the_map_with_the_mirrored_slices_map(map_shifts):
+    """map_flip: the min-max normalised mean of the map and the mirrored map of the mirrored slice,
+    both resampled to the output before averaging (their cells sit on different pixels); nothing else
+    changes."""
+    from m3lung.models.slice_net import _minmax
+
+    cfg = SliceNetConfig(backbone="resnet10n", map_shifts=map_shifts)
+    plain = SliceNet(cfg).eval()
+    flip = SliceNet(SliceNetConfig(backbone="resnet10n", map_shifts=map_shifts, map_flip=True)).eval()
+    flip.load_state_dict(plain.state_dict())
+    torch.manual_seed(1)
+    x = torch.rand(3, 1, 80, 96)
+    with torch.no_grad():
+        a, b = plain(x, map_size=(60, 70)), flip(x, map_size=(60, 70))
+        torch.testing.assert_close(a.class_logits, b.class_logits)
+        torch.testing.assert_close(a.lesion_logits, b.lesion_logits)
+        torch.testing.assert_close(a.features, b.features)
+        mirrored = plain(x.flip(-1), map_size=(60, 70)).lesion_map
+        assert a.lesion_map is not None and b.lesion_map is not None and mirrored is not None
+        expected = _minmax((a.lesion_map + mirrored.flip(-1)) / 2)
+        torch.testing.assert_close(b.lesion_map, expected)
+        assert not torch.allclose(b.lesion_map, a.lesion_map)
+        # no map_size: the map comes at the input's size (the two grids do not coincide)
+        at_input = flip(x).lesion_map
+        assert at_input is not None and at_input.shape == (3, 80, 96)
+    flip.train()
+    with pytest.raises(RuntimeError, match="draw_map=False"):
+        flip(x)
+
+
 @pytest.mark.parametrize("shape", [(2, 16, 64, 64), (3, 8, 37, 51)])
 def test_stem_max_pool_matches_the_native_op_values_and_gradients(shape):
     import torch.nn.functional as F

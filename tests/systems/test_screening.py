@@ -160,3 +160,11 @@ def test_finer_maps_change_only_the_maps(tiny_system, screener, tmp_path):
     study = str(_study(tiny_system) / "ct")
     args = ["screen", study, "--out", str(tmp_path / "o"), "--quiet", "--device", "cpu", "--weights", weights]
     assert main([*args, "--map-shifts", "3"]) == 2
+    # --map-flip: the mirrored slice's map averaged in; again only the maps move
+    assert main([*args, "--map-flip"]) == 0
+    flipped = Screener(weights, device="cpu", batch_size=7, map_flip=True).screen(vol)
+    assert flipped.data["weights"]["slice_config"]["map_flip"] is True
+    assert plain.data["weights"]["slice_config"]["map_flip"] is False
+    assert np.allclose(plain.data["slices"]["p_multi"], flipped.data["slices"]["p_multi"], atol=1e-4)
+    assert flipped.lesion_map.shape == plain.lesion_map.shape
+    assert not np.array_equal(flipped.lesion_map, plain.lesion_map)

@@ -109,6 +109,13 @@ def test_tiny_run_writes_everything(cohort, tmp_path):
     for key in ("acc", "lesion_auc"):
         assert finer["test"][key] == pytest.approx(t[key], abs=1e-6)
     assert 0 <= finer["test"]["pointing_game"] <= finer["test"]["pointing_game_tolerant"] <= 1
+    flipped = evaluate_slice_run(
+        tmp_path / "run", cohort / "data", cache_dir=cohort / "cache", progress=False, map_shifts=2, map_flip=True
+    )
+    assert flipped["map_flip"] is True and again["map_flip"] is False
+    assert json.loads((tmp_path / "run" / "results_map_shifts2_map_flip.json").read_text())["map_flip"] is True
+    for key in ("acc", "lesion_auc"):
+        assert flipped["test"][key] == pytest.approx(t[key], abs=1e-6)
     with pytest.raises(InputError, match="map_shifts"):
         evaluate_slice_run(tmp_path / "run", cohort / "data", cache_dir=cohort / "cache", progress=False, map_shifts=3)
     split = json.loads((tmp_path / "run" / "split.json").read_text())
@@ -186,3 +193,4 @@ def test_predictor_on_a_volume(cohort, tmp_path, monkeypatch):
         SlicePredictor(tmp_path / "run" / "best.pt", device="cpu", batch_size=5, bf16=True)
     assert np.abs(fast.p_multi - out.p_multi).max() < 0.05  # bf16 autocast on the CPU
     assert not np.array_equal(fast.p_multi, out.p_multi)  # ... really ran in bf16
+

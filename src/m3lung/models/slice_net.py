@@ -73,6 +73,12 @@ class SliceNetConfig:
         interleaved, so the same network is evaluated on a grid K times finer. It changes only the map
         users see (and costs K^2 - 1 more passes up to ResBlock3 when a map is drawn); training, the
         attention map ResBlock4 reads and every probability are unchanged.
+    map_flip : False (the paper's map) or True (choice, test-time flipping): the map is the mean of the
+        slice's map and the mirrored map of the slice's mirror image (training flips slices at random,
+        so the network knows both), min-max normalised again. The two maps' cells fall on different
+        pixels, so they are averaged after resampling: with ``map_flip`` the map always comes at
+        ``map_size``, or at the input's size when none is asked. Costs one more pass up to ResBlock3
+        (times ``map_shifts``²) when a map is drawn; nothing else changes.
     head_pool : how the lesion head and the 4-class classifier pool their input over the image.
         "mean" (the paper's: the heads are linear on GAP(f3) and GAP(ResBlock4)) or "lse" (choice,
         log-sum-exp pooling as in Wang et al., CVPR 2017, ChestX-ray8): each head scores every
@@ -94,6 +100,7 @@ class SliceNetConfig:
     map_prototype: Literal["with_lesion", "contrast"] = "with_lesion"
     layer3_stride: int = 2
     map_shifts: int = 1
+    map_flip: bool = False
     head_pool: Literal["mean", "lse"] = "mean"
     lse_r: float = 5.0
 
@@ -415,10 +422,10 @@ class SliceNet(nn.Module):
         (edge pixels repeated), i.e. centred on input pixel (step (K i + a), step (K j + b))."""
         k = self.config.map_shifts
         sim = self._map_similarity(f3, prototype).float()
-        if k > 1 and self.training:
+        if (k > 1 or self.config.map_flip) and self.training:
             raise RuntimeError(
-                "map_shifts > 1 draws the lesion map with extra passes, which in training mode would update "
-                "the BatchNorm statistics: call the network with draw_map=False while training, or eval() it"
+                "map_shifts > 1 and map_flip draw the lesion map with extra passes, which in training mode would "
+                "update the BatchNorm statistics: call the network with draw_map=False while training, or eval() it"
             )
         if k > 1:
             step = self.map_stride
@@ -456,12 +463,16 @@ class SliceNet(nn.Module):
         f3 = self._f3(x)
         g3 = f3.mean(dim=(2, 3))
         lesion_logits = self._head(self.lesion_head, f3, g3) if self.lesion_head is not None else None
-        lesion_map = attention = None
+        lesion_map = attention = mirrored = None
         inputs = [f3]
         if lesion_logits is not None:
             if draw_map:
                 with torch.no_grad():  # the map users see; training never needs its gradient
-                    lesion_map = self._lesion_map(x, f3, map_prototype or self.config.map_prototype)
+                    prototype = map_prototype or self.config.map_prototype
+                    lesion_map = self._lesion_map(x, f3, prototype)
+                    if self.config.map_flip:
+                        xm = x.flip(-1)
+                        mirrored = self._lesion_map(xm, self._f3(xm), prototype)
             if self.config.attention:  # gradients flow through the map ResBlock4 reads (choice)
                 predicted = lesion_logits.argmax(dim=1)
                 attention = _minmax(self._prototype_map(f3, predicted))
@@ -473,8 +484,12 @@ class SliceNet(nn.Module):
         f4 = self.layer4(torch.cat(inputs, dim=1) if len(inputs) > 1 else f3)
         g4 = f4.mean(dim=(2, 3))
         class_logits = self._head(self.classifier, f4, g4)
-        if map_size is not None and lesion_map is not None:
-            lesion_map = upsample_map(lesion_map, map_size, (x.shape[2], x.shape[3]), self.map_stride)
+        if lesion_map is not None and (map_size is not None or mirrored is not None):
+            size = map_size or (x.shape[2], x.shape[3])
+            lesion_map = upsample_map(lesion_map, size, (x.shape[2], x.shape[3]), self.map_stride)
+            if mirrored is not None:
+                back = upsample_map(mirrored, size, (x.shape[2], x.shape[3]), self.map_stride).flip(-1)
+                lesion_map = _minmax((lesion_map + back) / 2)
         return SliceOutput(
             class_logits=class_logits,
             lesion_logits=lesion_logits,

@@ -203,9 +203,15 @@ class SlicePredictions:
         return self.p_multi.argmax(axis=1)
 
 
-def with_map_shifts(config: SliceNetConfig, map_shifts: int) -> SliceNetConfig:
-    """``config`` drawing its lesion maps with ``map_shifts`` (only the maps change); a bad value is an
-    :class:`InputError` naming the option."""
+def with_map_options(
+    config: SliceNetConfig, *, map_shifts: int | None = None, map_flip: bool | None = None
+) -> SliceNetConfig:
+    """``config`` drawing its lesion maps with ``map_shifts`` and ``map_flip`` where given (only the maps
+    change); a bad value is an :class:`InputError` naming the option."""
+    if map_flip is not None:
+        config = replace(config, map_flip=bool(map_flip))
+    if map_shifts is None:
+        return config
     try:
         return replace(config, map_shifts=map_shifts)
     except ValueError as exc:
@@ -229,8 +235,9 @@ class SlicePredictor:
     few hundredths at most; asked for on a CPU without bf16 instructions it warns and runs anyway.
     ``channels_last`` (default on) runs the convolutions on channels-last
     tensors, 1.1–1.4x faster in fp32 on this project's CPU. ``doc``: the checkpoint already loaded
-    (``weights`` then only names it in messages). ``map_shifts`` draws the lesion maps with that
-    :attr:`SliceNetConfig.map_shifts` instead of the checkpoint's (finer maps, same probabilities).
+    (``weights`` then only names it in messages). ``map_shifts`` and ``map_flip`` draw the lesion maps
+    with that :attr:`SliceNetConfig.map_shifts` / ``map_flip`` instead of the checkpoint's (other maps,
+    same probabilities).
     """
 
     def __init__(
@@ -243,12 +250,12 @@ class SlicePredictor:
         channels_last: bool = True,
         doc: dict[str, Any] | None = None,
         map_shifts: int | None = None,
+        map_flip: bool | None = None,
     ) -> None:
         if doc is None:
             doc = load_checkpoint(weights, kind="slice_net")
         self.model = slice_net_from(doc, source=str(weights))
-        if map_shifts is not None:
-            self.model.config = with_map_shifts(self.model.config, map_shifts)
+        self.model.config = with_map_options(self.model.config, map_shifts=map_shifts, map_flip=map_flip)
         self.config = self.model.config
         self.device = pick_device(device)
         self.model.to(self.device).eval()
@@ -825,6 +832,7 @@ def test_checkpoint(
         "best_epoch": doc["provenance"].get("epoch"),
         "init": doc["provenance"].get("init"),
         "map_shifts": recipe.model.map_shifts,
+        "map_flip": recipe.model.map_flip,
     }
     if "test" in tables and rows["test"].size:
         results["test"] = evaluate_slices(best, tables["test"], rows["test"], recipe, device)
@@ -848,22 +856,26 @@ def evaluate_slice_run(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     map_shifts: int | None = None,
+    map_flip: bool | None = None,
 ) -> dict[str, Any]:
     """Re-test a finished training run (its ``best.pt``, or ``weights``) on its own held-out data.
 
     The recipe and split come from the run folder; the split rebuilt from ``data`` must be the one
     the run trained with, or this refuses. Writes ``results.json`` (atomically) and returns it.
-    ``map_shifts`` draws the lesion maps with that :attr:`SliceNetConfig.map_shifts` instead of the
-    run's (only maps change); the figures then go to ``results_map_shifts<K>.json``.
+    ``map_shifts`` / ``map_flip`` draw the lesion maps with that :attr:`SliceNetConfig.map_shifts` /
+    ``map_flip`` instead of the run's (only maps change); the figures then go to
+    ``results_map_shifts<K>.json``, ``results_map_flip.json`` / ``results_no_map_flip.json`` or
+    ``results_map_shifts<K>_map_flip.json`` (and so on), never over the run's own ``results.json``.
     """
     run_dir = Path(run)
     if not (run_dir / "recipe.json").exists():
         raise InputError(f"{run_dir}: not a training run (no recipe.json)")
     recipe = from_dict(SliceRecipe, json.loads((run_dir / "recipe.json").read_text()), where=str(run_dir))
-    out_name = "results.json"
-    if map_shifts is not None:
-        recipe = replace(recipe, model=with_map_shifts(recipe.model, map_shifts))
-        out_name = f"results_map_shifts{map_shifts}.json"
+    recipe = replace(recipe, model=with_map_options(recipe.model, map_shifts=map_shifts, map_flip=map_flip))
+    parts = [f"map_shifts{map_shifts}"] if map_shifts is not None else []
+    if map_flip is not None:
+        parts.append("map_flip" if map_flip else "no_map_flip")
+    out_name = "_".join(["results", *parts]) + ".json"
     prep = prepare_data(recipe, data, cache_dir or run_dir / "cache", progress=progress)
     saved = json.loads((run_dir / "split.json").read_text()) if (run_dir / "split.json").exists() else None
     if saved is not None and json.loads(json.dumps(prep["split"])) != saved:

@@ -140,6 +140,8 @@ class Screener:
     threshold : T of the non-parametric assessment (paper 0.99). maxpool_threshold : see fusion.
     map_shifts : draw the lesion maps with this ``SliceNetConfig.map_shifts`` instead of the weights'
         own (finer maps at about K^2 times the network's cost up to ResBlock-3; same probabilities).
+    map_flip : draw them with this ``SliceNetConfig.map_flip`` (also the mirrored slice's map, averaged;
+        twice the map's cost) instead of the weights' own.
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class Screener:
         threshold: float = 0.99,
         maxpool_threshold: float = 0.5,
         map_shifts: int | None = None,
+        map_flip: bool | None = None,
     ) -> None:
         from m3lung.train.checkpoint import load_checkpoint
 
@@ -168,7 +171,13 @@ class Screener:
         from m3lung.systems.m3lung import SlicePredictor
 
         self.predictor = SlicePredictor(
-            weights, device=device, batch_size=batch_size, bf16=bf16, doc=slice_doc, map_shifts=map_shifts
+            weights,
+            device=device,
+            batch_size=batch_size,
+            bf16=bf16,
+            doc=slice_doc,
+            map_shifts=map_shifts,
+            map_flip=map_flip,
         )
         self.device = self.predictor.device
         self.slice_config = self.predictor.config
