@@ -194,3 +194,92 @@ def test_predictor_on_a_volume(cohort, tmp_path, monkeypatch):
     assert np.abs(fast.p_multi - out.p_multi).max() < 0.05  # bf16 autocast on the CPU
     assert not np.array_equal(fast.p_multi, out.p_multi)  # ... really ran in bf16
 
+
+class _ToyTask:
+    """A linear regression with a BatchNorm: small enough to follow the engine step by step."""
+
+    kind = "toy"
+
+    def __init__(self) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(16, 3, generator=g)
+        self.y = self.x @ torch.tensor([[1.0], [-2.0], [0.5]])
+        self.seen: list[dict[str, torch.Tensor]] = []  # the weights every loss was computed with
+
+    def train_size(self) -> int:
+        return 16
+
+    def train_weights(self) -> None:
+        return None
+
+    def batch(self, rows, epoch, device):
+        return self.x[rows], self.y[rows]
+
+    def loss(self, model, batch):
+        self.seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        x, y = batch
+        return ((model(x) - y) ** 2).mean(), {}
+
+    def evaluate(self, model, device):
+        model.eval()
+        with torch.no_grad():
+            return {"val_loss": float(((model(self.x) - self.y) ** 2).mean())}
+
+
+def _toy_fit(out, epochs=3, ema=0.0, resume=False):
+    from torch import nn
+
+    from m3lung.train.config import OptimConfig, ScheduleConfig, TrainConfig
+    from m3lung.train.engine import fit
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.BatchNorm1d(3), nn.Linear(3, 1))
+    cfg = TrainConfig(
+        epochs=epochs,
+        batch_size=4,
+        optim=OptimConfig(name="sgd", lr=0.05, momentum=0.0, weight_decay=0.0),
+        schedule=ScheduleConfig(name="none"),
+        best_metric="val_loss",
+        best_mode="min",
+        device="cpu",
+        ema=ema,
+    )
+    task = _ToyTask()
+    fit(model, task, cfg, out, resume=resume, progress=False)
+    return task, torch.load(Path(out) / "checkpoints" / "last.pt", weights_only=True)
+
+
+def test_ema_averages_every_step_and_resumes_exactly(tmp_path):
+    plain, state = _toy_fit(tmp_path / "plain")
+    assert state["ema"] is None
+    # the weights after every step: those each later loss saw, then the final ones
+    steps = [*plain.seen[1:], state["model"]]
+    assert len(steps) == 12  # 3 epochs of 16 samples in batches of 4
+    decay = 0.8
+    expected = {k: v.clone() for k, v in steps[0].items()}
+    for w in steps[1:]:
+        for k, v in w.items():
+            if v.is_floating_point():
+                expected[k] = decay * expected[k] + (1 - decay) * v
+    _, averaged = _toy_fit(tmp_path / "ema", ema=decay)
+    assert weights_hash(averaged["model"]) == weights_hash(state["model"])  # training itself is unchanged
+    got = {k.removeprefix("module."): v for k, v in averaged["ema"].items() if k.startswith("module.")}
+    for k, v in expected.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(got[k], v)
+    # best.pt holds averaged weights (the ones validation picked), never the raw ones
+    best = load_checkpoint(tmp_path / "ema" / "best.pt", kind="toy")["state_dict"]
+    assert weights_hash(best) != weights_hash(averaged["model"])
+    # interrupted after one epoch and resumed: the same average as the uninterrupted run
+    _toy_fit(tmp_path / "cut", epochs=1, ema=decay)
+    _, resumed = _toy_fit(tmp_path / "cut", ema=decay, resume=True)
+    assert weights_hash(resumed["ema"]) == weights_hash(averaged["ema"])
+    with pytest.raises(InputError, match=r"train\.ema"):
+        _toy_fit(tmp_path / "cut", epochs=4, resume=True)
+
+
+def test_ema_must_be_a_decay():
+    from m3lung.train.config import TrainConfig, from_dict
+
+    with pytest.raises(InputError, match="ema"):
+        from_dict(TrainConfig, {"ema": 1.0})

@@ -50,6 +50,10 @@ class TrainConfig:
     freeze_bn : keep BatchNorm layers on their running statistics (small batches; multi-process
         runs on CPU, where synchronised BatchNorm does not exist). sync_bn : SyncBatchNorm on multi-GPU.
     deterministic : deterministic algorithms where the backend offers them.
+    ema : 0 (off, the papers' training) or a decay in (0, 1) (choice): keep an exponential moving
+        average of the weights and BatchNorm statistics, updated after every optimiser step
+        (``ema = decay``; 0.999 averages about the last thousand steps). Validation, ``best.pt`` and
+        the final test then use the averaged weights; ``checkpoints/last.pt`` keeps both.
     """
 
     epochs: int = 110
@@ -69,6 +73,11 @@ class TrainConfig:
     deterministic: bool = True
     tensorboard: bool = False
     eval_every: int = 1
+    ema: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"train.ema must be 0 (off) or a decay in (0, 1), got {self.ema}")
 
 
 def _convert(tp: Any, value: Any, where: str) -> Any:

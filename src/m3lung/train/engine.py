@@ -12,6 +12,8 @@ What it guarantees:
   NCCL on GPUs, gloo on CPUs.
 * **Observable**: a progress bar per epoch (off when not a terminal), ``log.csv`` with one row per
   epoch, optional TensorBoard, ``best.pt`` chosen by a validation metric.
+* **Weight averaging** (``ema``, a choice, off in the papers' recipes): an exponential moving average
+  of the weights, updated after every step, is what validation sees and what ``best.pt`` holds.
 
 The engine knows nothing about the task: a :class:`Task` builds batches, computes the loss and
 evaluates.
@@ -169,6 +171,15 @@ def _make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> Any:
     return None
 
 
+def _make_ema(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """The exponential moving average of ``model``'s weights and buffers (None when ``decay`` is 0)."""
+    if decay <= 0:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def _git_commit() -> str | None:
     try:
         import subprocess
@@ -227,12 +238,22 @@ def fit(
         train_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if on_cuda else None)
     opt = _make_optimizer(model, config)
     sched = _make_scheduler(opt, config)
+    ema = _make_ema(model, config.ema)
+    # what validation sees and best.pt holds: the averaged weights when ema is on
+    eval_model: nn.Module = ema.module if ema is not None else model
     start_epoch, best, history = 0, None, []
     if resume and last_path.exists():
         state = torch.load(last_path, map_location="cpu", weights_only=True)
         if state.get("format") != STATE_FORMAT:
             raise InputError(f"{last_path}: not an m3lung training state")
+        if (ema is not None) != (state.get("ema") is not None):
+            raise InputError(
+                f"{last_path}: the run was trained with train.ema={state.get('config', {}).get('ema', 0.0)}; "
+                f"resume it with the same setting (got {config.ema})"
+            )
         model.load_state_dict(state["model"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["optimizer"])
         if sched is not None and state.get("scheduler") is not None:
             sched.load_state_dict(state["scheduler"])
@@ -289,6 +310,8 @@ def fit(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update_parameters(model)
             for k, v in {"loss": float(loss.detach()), **figures}.items():
                 sums[k] = sums.get(k, 0.0) + v
             bar.set_postfix(loss=f"{float(loss.detach()):.4f}")
@@ -302,7 +325,7 @@ def fit(
         metrics: dict[str, float] = {}
         if (epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs:
             if info.main:
-                metrics = task.evaluate(model, device)
+                metrics = task.evaluate(eval_model, device)
             if info.world > 1:
                 box = [metrics]
                 torch.distributed.broadcast_object_list(box, src=0)
@@ -327,7 +350,7 @@ def fit(
             if improved:
                 save_model(
                     best_path,
-                    model,
+                    eval_model,
                     kind=task.kind,
                     config=model_config or {},
                     provenance={**prov, "epoch": epoch + 1, "metrics": metrics, "train": to_dict(config)},
@@ -342,6 +365,7 @@ def fit(
                 "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict() if sched is not None else None,
+                "ema": {k: v.detach().cpu() for k, v in ema.state_dict().items()} if ema is not None else None,
                 "best": best,
                 "history": plain(history),
                 "config": plain(to_dict(config)),
