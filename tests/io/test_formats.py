@@ -107,6 +107,31 @@ def test_colour_jpg_becomes_grey(tmp_path):
     assert v.shape == (1, 20, 30) and 100 < v.voxels.mean() < 130
 
 
+def test_scaled_nifti_is_read_in_float32_without_a_float64_copy(tmp_path):
+    """scl_slope / scl_inter are applied (as nibabel would) but in float32: reading peaks at about two
+    float32 volumes (four when the scaling went through nibabel's float64, measured 2026-12-01)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 3000, size=(256, 256, 40)).astype(np.int16)
+    img = nib.Nifti1Image(raw, np.eye(4))
+    img.header.set_slope_inter(0.5, -1024.0)
+    nib.save(img, tmp_path / "scaled.nii")
+    expected = np.asanyarray(nib.load(tmp_path / "scaled.nii").dataobj)  # nibabel's own scaling, float64
+    tracemalloc.start()
+    v = read_ct(tmp_path / "scaled.nii")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert v.voxels.dtype == np.float32 and v.is_hu
+    np.testing.assert_allclose(np.sort(v.voxels.ravel()), np.sort(expected.ravel().astype(np.float32)))
+    assert peak < 2.5 * raw.size * 4
+    # unscaled 8-bit data keep their type, and with it the 8-bit warning
+    u8 = nib.Nifti1Image(np.full((8, 8, 3), 100, np.uint8), np.eye(4))
+    u8.header.set_slope_inter(2.0, -1000.0)
+    nib.save(u8, tmp_path / "u8scaled.nii.gz")
+    assert read_ct(tmp_path / "u8scaled.nii.gz").voxels.max() == pytest.approx(-800.0)
+
+
 def test_uint8_nifti_flagged(tmp_path):
     nib.save(nib.Nifti1Image(np.full((8, 8, 3), 100, np.uint8), np.eye(4)), tmp_path / "u8.nii.gz")
     with pytest.warns(M3LungWarning, match="8-bit"):

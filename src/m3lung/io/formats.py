@@ -81,6 +81,28 @@ def _from_axes(
     )
 
 
+def _nifti_voxels(proxy: Any) -> np.ndarray:
+    """The stored voxels, with the header's scl_slope / scl_inter applied in float32.
+
+    nibabel scales in float64 (twice the memory of the float32 volume, on top of it); here the raw
+    integers are read once and scaled in place, so the peak is the raw array plus one float32 copy.
+    Unscaled data keep their stored type (8-bit detection needs it).
+    """
+    if not hasattr(proxy, "get_unscaled"):
+        return np.asanyarray(proxy)
+    slope, inter = float(proxy.slope), float(proxy.inter)
+    raw = np.asanyarray(proxy.get_unscaled())
+    if slope == 1.0 and inter == 0.0:
+        return raw
+    out = raw.astype(np.float32)
+    del raw
+    if slope != 1.0:
+        out *= np.float32(slope)
+    if inter != 0.0:
+        out += np.float32(inter)
+    return out
+
+
 def read_nifti(path: str | os.PathLike[str]) -> CTVolume:
     """Read a NIfTI file (``.nii`` / ``.nii.gz``); the sform/qform affine gives the geometry."""
     import nibabel as nib
@@ -89,7 +111,7 @@ def read_nifti(path: str | os.PathLike[str]) -> CTVolume:
     sink: list[str] = []
     try:
         img: Any = nib.load(p)
-        data = np.asanyarray(img.dataobj)
+        data = _nifti_voxels(img.dataobj)
     except Exception as exc:
         raise InputError(f"{p}: cannot read as NIfTI ({type(exc).__name__}: {exc})") from exc
     if data.ndim == 4 and data.shape[3] == 1:
