@@ -38,6 +38,15 @@ def test_resnet50_feature_is_3072_and_maps_upsample():
     assert net.layer4[0].conv1.in_channels == 1024 + 4 and net.layer4[0].downsample[0].in_channels == 1028
 
 
+@pytest.mark.parametrize(("backbone", "feature"), [("resnet10n", 192), ("resnet10h", 384), ("resnet10", 768)])
+def test_narrow_resnet10s_give_their_feature_size(backbone, feature):
+    net = SliceNet(SliceNetConfig(backbone=backbone)).eval()
+    with torch.no_grad():
+        out = net(torch.rand(2, 1, 64, 64))
+    assert out.features.shape == (2, feature) == (2, net.config.feature_dim)
+    assert net.layer4[0].conv1.in_channels == feature // 3 + 4  # f3's channels + attention + coordinates
+
+
 def test_full_network_starts_as_the_backbone():
     """New input channels of ResBlock4 start at zero: the full network computes what vanilla computes."""
     base = tvm.resnet18(weights=None)
