@@ -126,12 +126,18 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train_slice(args: argparse.Namespace) -> int:
-    from m3lung.systems.m3lung import load_slice_recipe, summarise, train_slice
-
+def _recipe_overrides(args: argparse.Namespace) -> list[str]:
+    """``--set key=value`` of a train command, with ``--device`` as ``train.device``."""
     overrides = list(args.set or [])
     if args.device:
         overrides.append(f"train.device={args.device}")
+    return overrides
+
+
+def cmd_train_slice(args: argparse.Namespace) -> int:
+    from m3lung.systems.m3lung import load_slice_recipe, summarise, train_slice
+
+    overrides = _recipe_overrides(args)
     recipe = load_slice_recipe(args.recipe, overrides)
     results = train_slice(
         recipe,
@@ -225,9 +231,7 @@ def cmd_features(args: argparse.Namespace) -> int:
 def cmd_train_patient(args: argparse.Namespace) -> int:
     from m3lung.systems.m3lung_patient import load_patient_recipe, summarise_patient, train_patient
 
-    overrides = list(args.set or [])
-    if args.device:
-        overrides.append(f"train.device={args.device}")
+    overrides = _recipe_overrides(args)
     if args.split:
         overrides.append(f"data.split_file={args.split}")
     recipe = load_patient_recipe(args.recipe, overrides)
