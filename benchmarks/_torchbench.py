@@ -13,6 +13,17 @@ import torch
 from _markdown import write_section
 
 
+def _seconds(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall time of one call of ``fn()``, with the CUDA queue drained before and after it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
 def median_seconds(fn: Callable[[], object], repeat: int, device: torch.device, warm_s: float = 1.0) -> float:
     """Median wall time of ``fn()`` over ``repeat`` calls after a warm-up of at least two calls and
     ``warm_s`` seconds (at most ten calls): one call was not enough for the first row of a run, which
@@ -23,16 +34,7 @@ def median_seconds(fn: Callable[[], object], repeat: int, device: torch.device, 
         fn()
         if k >= 1 and time.perf_counter() >= t_end:
             break
-    times = []
-    for _ in range(repeat):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(_seconds(fn, device) for _ in range(repeat))
 
 
 def paired_speedup(
@@ -47,15 +49,7 @@ def paired_speedup(
     ratios = []
     for k in range(repeat):
         pair = (baseline, other) if k % 2 == 0 else (other, baseline)
-        times = []
-        for fn in pair:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t0)
+        times = [_seconds(fn, device) for fn in pair]
         t_base, t_other = times if k % 2 == 0 else times[::-1]
         ratios.append(t_base / t_other)
     return statistics.median(ratios)
