@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 from torch import nn
@@ -193,11 +191,8 @@ def test_default_config_runs_1000_slices():
     assert net.classifier.weight.shape == (4, 3072)
     x = torch.randn(1, 1000, 3072)
     with torch.inference_mode():
-        start = time.perf_counter()
-        out = net(x)
-        elapsed = time.perf_counter() - start
+        out = net(x)  # its time is a benchmark's business (benchmarks/bench_screen.py), never a test's
     assert out.logits.shape == (1, 4) and torch.isfinite(out.logits).all()
-    assert elapsed < 20, f"one forward of 1000 slices took {elapsed:.1f} s"
 
 
 def test_gradients_reach_k_and_w4():
