@@ -7,13 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from m3lung._version import __version__
+from m3lung.classes import CLASSES
 from m3lung.errors import M3LungError, M3LungWarning
 from m3lung.io import CTVolume, read_ct, write_ct
-
-__version__ = "0.1.0"
-
-#: Class names in index order (SYSTEMS.md: 0 Healthy, 1 COVID-19, 2 H1N1, 3 CAP).
-CLASSES: tuple[str, ...] = ("Healthy", "COVID-19", "H1N1", "CAP")
 
 __all__ = [
     "CLASSES",

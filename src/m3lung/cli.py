@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from m3lung import __version__
+from m3lung._version import __version__
 from m3lung.errors import M3LungError, M3LungWarning
 
 log = logging.getLogger("m3lung")

@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from m3lung.classes import CLASSES
 from m3lung.errors import InputError
 
-PAPER_CLASSES: tuple[str, ...] = ("Healthy", "COVID-19", "H1N1", "CAP")
+PAPER_CLASSES: tuple[str, ...] = CLASSES
 #: names users and data sets give the paper's classes, mapped to the canonical ones
 ALIASES = {"normal": "Healthy", "covid": "COVID-19", "influenza": "H1N1"}
 

@@ -73,7 +73,7 @@ class FusionResult:
     def to_dict(self, classes: Sequence[str] | None = None) -> dict[str, Any]:
         """JSON-able summary: ``probs``, ``label`` (a class name), ``counts`` and ``threshold``."""
         if classes is None:
-            from m3lung import CLASSES
+            from m3lung.classes import CLASSES
 
             classes = CLASSES
         return {

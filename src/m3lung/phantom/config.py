@@ -23,11 +23,12 @@ from typing import Any
 
 import numpy as np
 
+from m3lung.classes import CLASSES
 from m3lung.errors import InputError
 from m3lung.io.volume import CTVolume
 
 #: Class names in index order (the project's 0 Healthy, 1 COVID-19, 2 H1N1, 3 CAP).
-CLASS_NAMES: tuple[str, ...] = ("Healthy", "COVID-19", "H1N1", "CAP")
+CLASS_NAMES: tuple[str, ...] = CLASSES
 #: Short lower-case class tags used in synthetic patient ids (``syn-0003-cap``).
 CLASS_TAGS: tuple[str, ...] = ("healthy", "covid", "h1n1", "cap")
 

@@ -30,8 +30,10 @@ from m3lung.preprocess.window import (
     PAPER_WIDTH,
     multi_window,
     random_window,
+    unwindow,
     window,
     window_range,
+    window_torch,
 )
 
 __all__ = [
@@ -57,6 +59,8 @@ __all__ = [
     "resize_volume",
     "sliding_window_bounds",
     "sliding_window_normalise",
+    "unwindow",
     "window",
     "window_range",
+    "window_torch",
 ]

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from m3lung.errors import IntensityError
+
+if TYPE_CHECKING:
+    import torch
 
 #: M³Lung-Sys: window width 1200 HU; centres -700, -600, -500 at inference; uniform in [-700, -500] in training.
 PAPER_WIDTH = 1200.0
@@ -62,3 +66,20 @@ def random_window(
     centres = np.asarray(rng.uniform(centre_range[0], centre_range[1], size=a.shape[0]), dtype=np.float64)
     shape = (a.shape[0],) + (1,) * (a.ndim - 1)
     return window(a, centres.reshape(shape), width), centres
+
+
+def window_torch(hu: torch.Tensor, centre: float | torch.Tensor, width: float = PAPER_WIDTH) -> torch.Tensor:
+    """:func:`window` for a torch tensor on any device: ``((hu - (centre - width/2)) / width)`` clipped to [0, 1].
+
+    ``centre`` may be a tensor broadcastable against ``hu``. This is the one torch windowing of the
+    project (inference and training augmentation); the numpy :func:`window` agrees to float32 rounding.
+    """
+    if width <= 0:
+        raise IntensityError(f"window width must be positive, got {width}")
+    return ((hu - (centre - width / 2)) / width).clamp_(0, 1)
+
+
+def unwindow(grey: np.ndarray, centre: float, width: float, levels: float = 255.0) -> np.ndarray:
+    """HU from grey values ``0..levels`` exported through the window (``centre``, ``width``): the inverse of
+    :func:`window` for 8-bit slices (e.g. Inf-Net's JPGs), float32."""
+    return np.asarray(grey, dtype=np.float32) * np.float32(width / levels) + np.float32(centre - width / 2.0)

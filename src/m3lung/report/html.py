@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from m3lung.classes import CLASSES
 from m3lung.errors import InputError
 
 __all__ = ["OVERLAY_ALPHA", "OVERLAY_THRESHOLD", "render_html"]
@@ -284,7 +285,7 @@ def render_html(
     patient = report.get("patient") or {}
     slices = report.get("slices") or {}
     weights = report.get("weights") or {}
-    classes = [str(c) for c in (patient.get("classes") or ("Healthy", "COVID-19", "H1N1", "CAP"))]
+    classes = [str(c) for c in (patient.get("classes") or CLASSES)]
     predicted = [str(p) for p in (slices.get("predicted") or [])]
     p_multi = slices.get("p_slice") or slices.get("p_multi") or []
     p_lesion = slices.get("p_lesion")

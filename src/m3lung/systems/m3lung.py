@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from m3lung.classes import CLASSES
 from m3lung.data.slices import (
     Case,
     SliceTable,
@@ -41,13 +42,22 @@ from m3lung.evaluate import accuracy, confusion_matrix, dice, one_vs_rest_auc, p
 from m3lung.io import CTVolume
 from m3lung.io.atomic import write_text_atomic
 from m3lung.models import SliceNet, SliceNetConfig
-from m3lung.preprocess import PAPER_CENTRES, PAPER_WIDTH, LungCrop, LungCropConfig, lung_crop
+from m3lung.preprocess import (
+    PAPER_CENTRE_RANGE,
+    PAPER_CENTRES,
+    PAPER_WIDTH,
+    LungCrop,
+    LungCropConfig,
+    lung_crop,
+    unwindow,
+    window_torch,
+)
 from m3lung.train.checkpoint import build_slice_net, load_checkpoint, load_state_checked, slice_net_from
 from m3lung.train.config import TrainConfig, apply_overrides, from_dict, load_recipe_data, to_dict
 from m3lung.train.engine import fit, pick_device, seed_everything
 
 log = logging.getLogger(__name__)
-CLASS_NAMES = ("Healthy", "COVID-19", "H1N1", "CAP")
+CLASS_NAMES = CLASSES
 
 
 # ------------------------------------------------------------------------------------------ recipe
@@ -84,7 +94,7 @@ class SliceDataConfig:
     synthetic_size: int = 512
     synthetic_slices: tuple[int, int] = (24, 495)
     synthetic_seed: int = 0
-    centre_range: tuple[float, float] = (-700.0, -500.0)
+    centre_range: tuple[float, float] = PAPER_CENTRE_RANGE
     width: float = PAPER_WIDTH
     eval_centres: tuple[float, ...] = PAPER_CENTRES
     val_centres: tuple[float, ...] = PAPER_CENTRES
@@ -95,7 +105,7 @@ class SliceDataConfig:
     height_matched: bool = False
     height_bins: int = 5
     infnet: str | None = None
-    infnet_window: tuple[float, float] = (-600.0, 1200.0)
+    infnet_window: tuple[float, float] = (PAPER_CENTRES[1], PAPER_WIDTH)
 
 
 @dataclass(frozen=True)
@@ -163,7 +173,7 @@ def predict_crops(
         for start in range(0, n, batch_size):
             x = torch.as_tensor(np.asarray(hu[start : start + batch_size], dtype=np.float32), device=dev)
             b = x.shape[0]
-            w = ((x.unsqueeze(1) - (c - width / 2)) / width).clamp_(0, 1).reshape(b * k, 1, *x.shape[1:])
+            w = window_torch(x.unsqueeze(1), c, width).reshape(b * k, 1, *x.shape[1:])
             if channels_last:
                 w = w.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=bf16):
@@ -439,7 +449,7 @@ class SliceTask:
         hu = torch.from_numpy(self.table.hu[self.rows[rows]].astype(np.float32))
         width = self.recipe.data.width
         c = torch.from_numpy(draws["centres"][rows]).view(-1, 1, 1)
-        x = ((hu - (c - width / 2)) / width).clamp_(0, 1)
+        x = window_torch(hu, c, width)
         f = torch.from_numpy(draws["flips"][rows])
         x[f] = x[f].flip(-1)
         x = x.unsqueeze(1).to(device)
@@ -656,7 +666,7 @@ def evaluate_infnet(
             continue
         g = np.asarray(Image.open(img).convert("L").resize((s, s), Image.Resampling.BILINEAR), dtype=np.float32)
         m = np.asarray(Image.open(gt).convert("L").resize((s, s), Image.Resampling.NEAREST)) > 127
-        hus.append(g * (width / 255.0) + (centre - width / 2.0))
+        hus.append(unwindow(g, centre, width))
         masks.append(m)
     if not hus:
         raise InputError(f"{root}: no image with a ground-truth mask")

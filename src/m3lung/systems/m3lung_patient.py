@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from m3lung.classes import CLASSES
 from m3lung.data.features import FeatureCache, ScanFeatures
 from m3lung.data.slices import Case, build_case_cache, split_by_patient
 from m3lung.errors import InputError, M3LungWarning
@@ -40,7 +41,7 @@ from m3lung.train.checkpoint import load_checkpoint, patient_net_from, save_syst
 from m3lung.train.config import TrainConfig, apply_overrides, from_dict, load_recipe_data, to_dict
 from m3lung.train.engine import fit, pick_device, seed_everything
 
-CLASS_NAMES = ("Healthy", "COVID-19", "H1N1", "CAP")
+CLASS_NAMES = CLASSES
 RULES = ("network", "nonparametric", "maxpool")
 
 

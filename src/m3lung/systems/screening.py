@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from m3lung.classes import CLASSES
 from m3lung.errors import InputError, M3LungError, M3LungWarning
 from m3lung.explain import uncrop_maps
 from m3lung.fusion import max_pooling, nonparametric_assessment
@@ -46,7 +47,7 @@ from m3lung.train.checkpoint import WeightsError, load_system, patient_net_from
 log = logging.getLogger(__name__)
 
 REPORT_SCHEMA = "m3lung.report/1"
-CLASS_NAMES = ("Healthy", "COVID-19", "H1N1", "CAP")
+CLASS_NAMES = CLASSES
 MAP_SLOPE = 1.0 / 255.0
 #: slices shown in the HTML report when ``every`` is not given
 DEFAULT_SHOWN = 24
@@ -348,7 +349,7 @@ def _brief(prov: dict[str, Any]) -> dict[str, Any]:
 
 
 def _version() -> str:
-    from m3lung import __version__
+    from m3lung._version import __version__
 
     return __version__
 

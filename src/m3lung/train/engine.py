@@ -395,6 +395,6 @@ def _write_log(path: Path, history: list[dict[str, float]]) -> None:
 
 
 def _version() -> str:
-    from m3lung import __version__
+    from m3lung._version import __version__
 
     return __version__
