@@ -103,7 +103,7 @@ def bench_screen(ct: Path, weights: str, repeat: int) -> list[str]:
             f"| {name} | {total:.2f} | {vol.n_slices / total:.1f} | {med['lung_crop']:.2f} | "
             f"{med['slice_network']:.2f} | {med['patient']:.3f} | {base / total:.2f} |"
         )
-    doc = m3lung.Screener(weights).slice_config
+    doc = m3lung.Screener(weights).system.slice_config
     return [
         f"Screening a synthetic {vol.n_slices}-slice {vol.shape[1]}x{vol.shape[2]} study (NIfTI, already in memory) "
         "with "

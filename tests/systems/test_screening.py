@@ -14,7 +14,8 @@ from m3lung.cli import main
 from m3lung.errors import IntensityError
 from m3lung.io import read_ct
 from m3lung.models import PatientNet, PatientNetConfig
-from m3lung.systems.screening import REPORT_SCHEMA, Screener, parse_shard, screen_many, studies_from
+from m3lung.systems.batch import parse_shard, screen_many, studies_from
+from m3lung.systems.screening import REPORT_SCHEMA, Screener
 from m3lung.train.checkpoint import WeightsError, save_model
 
 pytestmark = pytest.mark.slow

@@ -122,10 +122,15 @@ def _probs(value: Any, n: int) -> list[float] | None:
     return [float(v) for v in a] if a.size == n else None
 
 
+def _rule_title(key: str, doc: dict[str, Any]) -> str:
+    """A rule's title: the report's own (schema 2), else the M³Lung-Sys names of schema 1."""
+    return str(doc.get("title") or _RULE_TITLES.get(key, key))
+
+
 def _rules(patient: dict[str, Any], n_classes: int) -> list[tuple[str, dict[str, Any], list[float]]]:
     """The rules present in the report, in display order, with their probabilities."""
     out = []
-    for key in ("network", "nonparametric", "maxpool"):
+    for key in patient.get("rules") or _RULE_TITLES:
         doc = patient.get(key)
         if isinstance(doc, dict):
             p = _probs(doc.get("probs"), n_classes)
@@ -162,7 +167,7 @@ def _bar_chart(rules: Sequence[tuple[str, dict[str, Any], list[float]]], classes
             colour = CLASS_COLOURS[c % len(CLASS_COLOURS)]
             parts.append(
                 f'<rect x="{x}" y="{top + plot_h - h:.1f}" width="{bar}" height="{h:.1f}" fill="{colour}">'
-                f"<title>{_e(_RULE_TITLES[key])}: {_e(name)} {p:.3f}</title></rect>"
+                f"<title>{_e(_rule_title(key, doc))}: {_e(name)} {p:.3f}</title></rect>"
                 f'<text x="{x + bar / 2:.1f}" y="{top + plot_h - h - 3:.1f}" text-anchor="middle">{p:.2f}</text>'
                 f'<text x="{x + bar / 2:.1f}" y="{top + plot_h + 13}" text-anchor="middle" font-size="9">'
                 f"{_e(name)}</text>"
@@ -170,7 +175,7 @@ def _bar_chart(rules: Sequence[tuple[str, dict[str, Any], list[float]]], classes
         cx = x0 + group_w / 2
         parts.append(
             f'<text x="{cx:.1f}" y="{top + plot_h + 32}" text-anchor="middle" font-weight="bold">'
-            f"{_e(_RULE_TITLES[key])}</text>"
+            f"{_e(_rule_title(key, doc))}</text>"
             f'<text x="{cx:.1f}" y="{top + plot_h + 47}" text-anchor="middle">→ {_e(doc.get("label"))}</text>'
         )
     parts.append(
@@ -298,13 +303,14 @@ def render_html(
     if decision is None and decided_by and isinstance(patient.get(decided_by), dict):
         decision = patient[decided_by].get("label")
     pid = study.get("patient_id")
+    title = str((report.get("system") or {}).get("title") or "M³Lung-Sys")
     out: list[str] = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>M³Lung screening report — {_e(pid if pid else 'unknown patient')}</title>",
+        f"<title>{_e(title)} screening report — {_e(pid if pid else 'unknown patient')}</title>",
         f"<style>{_CSS}</style></head><body>",
-        "<header><h1>M³Lung-Sys screening report</h1>",
+        f"<header><h1>{_e(title)} screening report</h1>",
         f'<div class="notice">{_e(_NOTICE)}</div>',
         '<div class="trained"><strong>What the model was trained on:</strong> '
         f"{_e(weights.get('trained_on') or 'not recorded')}</div></header>",
@@ -335,7 +341,8 @@ def render_html(
     # --- patient decision
     out.append("<section><h2>Patient-level result</h2>")
     if decision is not None:
-        by = _RULE_TITLES.get(str(decided_by), str(decided_by)) if decided_by else "—"
+        by_doc = patient.get(str(decided_by))
+        by = _rule_title(str(decided_by), by_doc if isinstance(by_doc, dict) else {}) if decided_by else "—"
         out.append(f'<div class="decision">Screening result: {_e(decision)}</div>')
         out.append(f'<div class="muted">decided by: {_e(by)}</div>')
     if rules:
@@ -344,14 +351,13 @@ def render_html(
         out.append(f"<table><tr><th>Rule</th>{head}<th>Label</th><th>Notes</th></tr>")
         for key, doc, probs in rules:
             cells = "".join(f'<td class="num">{_f(p, 3)}</td>' for p in probs)
-            note = _RULE_NOTES[key]
+            note = str(doc.get("note") or _RULE_NOTES.get(key, ""))
             if doc.get("threshold") is not None:
                 note += f" (threshold {_f(doc.get('threshold'), 2)})"
             if doc.get("counts") is not None:
                 note += "; slice votes " + ", ".join(_e(v) for v in doc["counts"])
-            out.append(
-                f"<tr><td>{_e(_RULE_TITLES[key])}</td>{cells}<td>{_e(doc.get('label'))}</td><td>{_e(note)}</td></tr>"
-            )
+            title = _e(_rule_title(key, doc))
+            out.append(f"<tr><td>{title}</td>{cells}<td>{_e(doc.get('label'))}</td><td>{_e(note)}</td></tr>")
         out.append("</table>")
     else:
         out.append("<p>No patient-level probabilities in this report.</p>")
@@ -408,15 +414,18 @@ def render_html(
     out.append("</section>")
 
     # --- footer
+    hashes = weights.get("hashes") or {"slice": weights.get("slice_hash"), "patient": weights.get("patient_hash")}
     timings = report.get("timings_s") or {}
     timing_s = ", ".join(f"{_e(k)} {_f(v, 2)} s" for k, v in timings.items()) if timings else "—"
     out.append(
         "<footer>"
         f'<div class="notice">{_e(_NOTICE)}</div>'
         '<table class="muted">'
-        f'<tr><th>Slice weights</th><td class="mono">{_e(weights.get("slice_hash"))}</td></tr>'
-        f'<tr><th>Patient weights</th><td class="mono">{_e(weights.get("patient_hash"))}</td></tr>'
-        f"<tr><th>m3lung</th><td>{_e(report.get('m3lung_version'))} "
+        + "".join(
+            f'<tr><th>{_e(part.capitalize())} weights</th><td class="mono">{_e(digest)}</td></tr>'
+            for part, digest in hashes.items()
+        )
+        + f"<tr><th>m3lung</th><td>{_e(report.get('m3lung_version'))} "
         f"(report schema {_e(report.get('schema'))})</td></tr>"
         f"<tr><th>Timings</th><td>{timing_s}</td></tr>"
         "</table></footer></body></html>"

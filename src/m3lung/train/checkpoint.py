@@ -23,9 +23,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from m3lung.errors import InputError, M3LungError, warn
+from m3lung.errors import InputError, warn
 from m3lung.io.atomic import atomic_file
-from m3lung.models.patient_net import PatientNet, PatientNetConfig
+from m3lung.models.patient_net import PatientNet
+from m3lung.models.registry import (
+    WeightsError,
+    check_state,
+    checkpoint_model_name,
+    load_state_checked,
+    model_from_checkpoint,
+    unwrap,
+)
 from m3lung.models.slice_net import SliceNet, SliceNetConfig, make_backbone
 
 log = logging.getLogger(__name__)
@@ -39,8 +47,21 @@ TORCHVISION_FILES = {
 }
 
 
-class WeightsError(M3LungError):
-    """Weights that cannot be loaded into the model they are meant for."""
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "WeightsError",
+    "build_slice_net",
+    "check_state",
+    "load_bundle",
+    "load_checkpoint",
+    "load_model",
+    "load_state_checked",
+    "load_system",
+    "save_bundle",
+    "save_model",
+    "save_system",
+    "weights_hash",
+]
 
 
 def weights_hash(state_dict: Mapping[str, torch.Tensor]) -> str:
@@ -85,12 +106,17 @@ def save_model(
     provenance: Mapping[str, Any],
     extra: Mapping[str, Any] | None = None,
 ) -> str:
-    """Write ``model``'s weights with its config and provenance (atomically); returns the weights hash."""
-    sd = {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()}
+    """Write ``model``'s weights with its config and provenance (atomically); returns the weights hash.
+
+    ``kind`` is the registered model family (:mod:`m3lung.models.registry`) the file holds; it is written
+    as both ``model`` and ``kind`` (the key older files and readers use).
+    """
+    sd = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
     digest = weights_hash(sd)
     doc = {
         "format": CHECKPOINT_FORMAT,
         "kind": kind,
+        "model": kind,
         "config": plain(config),
         "provenance": plain(provenance),
         "weights_hash": digest,
@@ -102,63 +128,51 @@ def save_model(
     return digest
 
 
-def load_checkpoint(path: str | os.PathLike[str], *, kind: str | None = None) -> dict[str, Any]:
-    """Load an m3lung checkpoint safely and check its format, kind and weights hash."""
-    doc = _safe_load(path)
+def _checked(doc: Any, path: str | os.PathLike[str], kind: str | None, what: str = "weights") -> dict[str, Any]:
+    """``doc`` (already read) as a checkpoint of ``kind``: format tag, model family and weights hash checked."""
     if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(f"{path}: not an m3lung checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
-    if kind is not None and doc.get("kind") != kind:
-        raise WeightsError(f"{path}: holds a {doc.get('kind')!r} model, not a {kind!r} model")
+    if kind is not None and checkpoint_model_name(doc) != kind:
+        raise WeightsError(f"{path}: holds a {checkpoint_model_name(doc)!r} model, not a {kind!r} model")
+    if not isinstance(doc.get("state_dict"), dict):
+        raise WeightsError(f"{path}: the checkpoint holds no state_dict (file damaged or not written by m3lung)")
+    if not isinstance(doc.get("config"), dict):
+        raise WeightsError(f"{path}: the checkpoint holds no model config (file damaged or not written by m3lung)")
     digest = weights_hash(doc["state_dict"])
     if doc.get("weights_hash") not in (None, digest):
-        raise WeightsError(f"{path}: the weights do not match their recorded hash (file damaged or edited)")
-    doc["weights_hash"] = digest
-    return doc
+        raise WeightsError(f"{path}: the {what} do not match their recorded hash (file damaged or edited)")
+    return {**doc, "weights_hash": digest}
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
+def load_checkpoint(path: str | os.PathLike[str], *, kind: str | None = None) -> dict[str, Any]:
+    """Load an m3lung checkpoint safely and check its format, model family (``kind``) and weights hash."""
+    return _checked(_safe_load(path), path, kind)
 
 
-def check_state(
-    own: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor], *, source: str, target: str
-) -> None:
-    """Raise one clear :class:`WeightsError` naming both sides when keys or shapes do not fit."""
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
-    wrong = [k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if wrong:
-            k = wrong[0]
-            parts.append(
-                f"{len(wrong)} tensor(s) of another shape (e.g. {k}: {tuple(state_dict[k].shape)} in the file, "
-                f"{tuple(own[k].shape)} in the model)"
-            )
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        raise WeightsError(f"weights from {source} do not fit {target}: " + "; ".join(parts))
+def load_model(
+    source: str | os.PathLike[str] | Mapping[str, Any], *, kind: str, name: str | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The network of a checkpoint file (or of a checkpoint already loaded), in eval mode on the CPU, and its doc.
 
-
-def load_state_checked(model: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str, target: str) -> None:
-    """``load_state_dict`` after :func:`check_state`."""
-    check_state(_unwrap(model).state_dict(), state_dict, source=source, target=target)
-    _unwrap(model).load_state_dict(state_dict)
+    ``kind``: the model family it must hold. ``name``: how messages name the source (default: the path).
+    """
+    doc = dict(source) if isinstance(source, Mapping) else load_checkpoint(source, kind=kind)
+    label = name or (str(source) if not isinstance(source, Mapping) else f"a {kind} checkpoint")
+    model = model_from_checkpoint(doc, source=label, expect=kind)
+    return model.eval(), doc
 
 
 def slice_net_from(doc: Mapping[str, Any], *, source: str) -> SliceNet:
     """The :class:`SliceNet` of a loaded ``slice_net`` checkpoint (its own config, weights checked to fit)."""
-    model = SliceNet(SliceNetConfig(**doc["config"]))
-    load_state_checked(model, doc["state_dict"], source=source, target="SliceNet")
+    model = model_from_checkpoint(doc, source=source, expect="slice_net")
+    assert isinstance(model, SliceNet)
     return model
 
 
 def patient_net_from(doc: Mapping[str, Any], *, source: str) -> PatientNet:
     """The :class:`PatientNet` of a loaded ``patient_net`` checkpoint (its own config, weights checked to fit)."""
-    model = PatientNet(PatientNetConfig(**doc["config"]))
-    load_state_checked(model, doc["state_dict"], source=source, target="PatientNet")
+    model = model_from_checkpoint(doc, source=source, expect="patient_net")
+    assert isinstance(model, PatientNet)
     return model
 
 
@@ -219,50 +233,73 @@ def build_slice_net(
     return SliceNet(config, backbone), init
 
 
+#: the ``kind`` of a bundle file: several networks of one system in one file (``system.pt``)
 SYSTEM_KIND = "m3lung_system"
-_DOC_KEYS = ("format", "kind", "config", "provenance", "weights_hash", "state_dict")
+_DOC_KEYS = ("format", "kind", "model", "config", "provenance", "weights_hash", "state_dict")
 
 
-def save_system(
-    path: str | os.PathLike[str], slice_doc: Mapping[str, Any], patient_doc: Mapping[str, Any] | None
-) -> Path:
-    """One file holding a slice-network checkpoint and, optionally, the patient network trained on it."""
-    doc = {
-        "format": CHECKPOINT_FORMAT,
-        "kind": SYSTEM_KIND,
-        "slice": {k: slice_doc[k] for k in _DOC_KEYS},
-        "patient": None if patient_doc is None else {k: patient_doc[k] for k in _DOC_KEYS},
-    }
+def save_bundle(path: str | os.PathLike[str], parts: Mapping[str, Mapping[str, Any] | None], *, system: str) -> Path:
+    """One file holding the named networks of ``system`` (e.g. ``{"slice": doc, "patient": doc}``), atomically.
+
+    A part may be None (absent). Each part is a loaded checkpoint (:func:`load_checkpoint`).
+    """
+    doc: dict[str, Any] = {"format": CHECKPOINT_FORMAT, "kind": SYSTEM_KIND, "system": system, "parts": list(parts)}
+    for name, part in parts.items():
+        doc[name] = None if part is None else {k: part[k] for k in _DOC_KEYS if k in part}
     with atomic_file(path) as tmp:
         torch.save(doc, tmp)
     return Path(path)
 
 
-def _check_part(doc: Any, kind: str, path: str | os.PathLike[str]) -> dict[str, Any]:
-    if not isinstance(doc, dict) or doc.get("kind") != kind or "state_dict" not in doc:
-        raise WeightsError(f"{path}: the system file holds no valid {kind!r} part")
-    digest = weights_hash(doc["state_dict"])
-    if doc.get("weights_hash") not in (None, digest):
-        raise WeightsError(f"{path}: the {kind} weights do not match their recorded hash (file damaged or edited)")
-    return {**doc, "weights_hash": digest}
+def load_bundle(
+    path: str | os.PathLike[str], *, parts: Mapping[str, str], single: str | None = None, needs: str = ""
+) -> dict[str, dict[str, Any] | None]:
+    """The networks of a bundle file, read from disk once and each checked: ``{part: checkpoint or None}``.
 
-
-def load_system(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The slice-network and patient-network checkpoints of ``path``.
-
-    ``path`` is either a system file (:func:`save_system`) or a plain ``slice_net`` checkpoint, in
-    which case there is no patient network (``None``).
+    ``parts`` maps each part's name to the model family it must hold. A plain checkpoint of the model
+    family of part ``single`` is accepted too: that part, the others None. ``needs`` ends the message for
+    a file that is neither (what the caller needs).
     """
     doc = _safe_load(path)
     if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(f"{path}: not an m3lung checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
-    if doc.get("kind") == "slice_net":
-        return load_checkpoint(path, kind="slice_net"), None
+    if single is not None and doc.get("kind") != SYSTEM_KIND and checkpoint_model_name(doc) == parts[single]:
+        return {name: (_checked(doc, path, kind) if name == single else None) for name, kind in parts.items()}
     if doc.get("kind") != SYSTEM_KIND:
+        wanted = f"a {parts[single]} network or " if single else ""
         raise WeightsError(
-            f"{path}: holds a {doc.get('kind')!r} model; screening needs a slice network or an m3lung system file"
+            f"{path}: holds a {checkpoint_model_name(doc)!r} model; {needs or 'this needs'} {wanted}a system file"
         )
-    patient = doc.get("patient")
-    return _check_part(doc.get("slice"), "slice_net", path), (
-        None if patient is None else _check_part(patient, "patient_net", path)
-    )
+    out: dict[str, dict[str, Any] | None] = {}
+    for name, kind in parts.items():
+        part = doc.get(name)
+        if part is None:
+            out[name] = None
+            continue
+        if not isinstance(part, dict) or checkpoint_model_name(part) != kind:
+            raise WeightsError(f"{path}: the system file holds no valid {kind!r} part")
+        out[name] = _checked(part, path, kind, what=f"{kind} weights")
+    return out
+
+
+def save_system(
+    path: str | os.PathLike[str], slice_doc: Mapping[str, Any], patient_doc: Mapping[str, Any] | None
+) -> Path:
+    """M³Lung-Sys's bundle: a slice-network checkpoint and, optionally, the patient network trained on it."""
+    return save_bundle(path, {"slice": slice_doc, "patient": patient_doc}, system="m3lung")
+
+
+#: M³Lung-Sys's bundle parts and the model family each holds
+M3LUNG_PARTS = {"slice": "slice_net", "patient": "patient_net"}
+
+
+def load_system(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The slice-network and patient-network checkpoints of ``path`` (read once).
+
+    ``path`` is either a system file (:func:`save_system`) or a plain ``slice_net`` checkpoint, in
+    which case there is no patient network (``None``).
+    """
+    parts = load_bundle(path, parts=M3LUNG_PARTS, single="slice", needs="screening needs")
+    if parts["slice"] is None:
+        raise WeightsError(f"{path}: the system file holds no valid 'slice_net' part")
+    return parts["slice"], parts["patient"]
