@@ -2,17 +2,8 @@
 
 from __future__ import annotations
 
-from m3lung.models.patient_net import (
-    PATIENT_VARIANTS,
-    AggregationBlock,
-    PatientNet,
-    PatientNetConfig,
-    PatientOutput,
-    RefinementBlock,
-    pad_features,
-    part_bounds,
-    part_membership,
-)
+from m3lung.models.attention import AggregationBlock, RefinementBlock, pad_features, part_bounds, part_membership
+from m3lung.models.patient_net import PATIENT_VARIANTS, PatientNet, PatientNetConfig, PatientOutput
 from m3lung.models.registry import (
     ModelFamily,
     build_model,
