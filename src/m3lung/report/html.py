@@ -25,15 +25,14 @@ Choices:
 from __future__ import annotations
 
 import base64
-import html
 import io
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from m3lung.classes import CLASSES
 from m3lung.errors import InputError
+from m3lung.report.charts import CLASS_COLOURS, RULE_NOTES, RULE_TITLES, bar_chart, esc, num, rule_title, slice_strip
 
 __all__ = ["OVERLAY_ALPHA", "OVERLAY_THRESHOLD", "render_html"]
 
@@ -41,18 +40,6 @@ __all__ = ["OVERLAY_ALPHA", "OVERLAY_THRESHOLD", "render_html"]
 OVERLAY_THRESHOLD = 0.5
 #: Opacity of the overlay at map value 1 (opacity = OVERLAY_ALPHA x value above the threshold).
 OVERLAY_ALPHA = 0.6
-#: Bar and strip colours per class (Healthy, COVID-19, H1N1, CAP).
-CLASS_COLOURS = ("#4c9a2a", "#c62828", "#ef6c00", "#1565c0")
-_RULE_TITLES = {
-    "network": "Patient network",
-    "nonparametric": "Non-parametric assessment",
-    "maxpool": "Max pooling",
-}
-_RULE_NOTES = {
-    "network": "the patient-level network's softmax probabilities",
-    "nonparametric": "share of slices voting for each class; Healthy only when the Healthy share exceeds T",
-    "maxpool": "normalised [1 − highest disease score, highest slice probability of each disease]",
-}
 _NOTICE = "Research use only; not a medical device. Not for diagnosis or treatment decisions."
 
 _CSS = """
@@ -101,20 +88,6 @@ def _png_data_uri(tile: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-# ------------------------------------------------------------------------------------------ helpers
-def _e(value: Any) -> str:
-    """Any value as escaped HTML text ("—" for None)."""
-    return "—" if value is None else html.escape(str(value), quote=True)
-
-
-def _f(value: Any, nd: int = 2) -> str:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return "—"
-    return f"{v:.{nd}f}" if np.isfinite(v) else "—"
-
-
 def _probs(value: Any, n: int) -> list[float] | None:
     if value is None:
         return None
@@ -122,114 +95,16 @@ def _probs(value: Any, n: int) -> list[float] | None:
     return [float(v) for v in a] if a.size == n else None
 
 
-def _rule_title(key: str, doc: dict[str, Any]) -> str:
-    """A rule's title: the report's own (schema 2), else the M³Lung-Sys names of schema 1."""
-    return str(doc.get("title") or _RULE_TITLES.get(key, key))
-
-
 def _rules(patient: dict[str, Any], n_classes: int) -> list[tuple[str, dict[str, Any], list[float]]]:
     """The rules present in the report, in display order, with their probabilities."""
     out = []
-    for key in patient.get("rules") or _RULE_TITLES:
+    for key in patient.get("rules") or RULE_TITLES:
         doc = patient.get(key)
         if isinstance(doc, dict):
             p = _probs(doc.get("probs"), n_classes)
             if p is not None:
                 out.append((key, doc, p))
     return out
-
-
-# ------------------------------------------------------------------------------------------ SVG
-def _bar_chart(rules: Sequence[tuple[str, dict[str, Any], list[float]]], classes: Sequence[str]) -> str:
-    """Grouped bar chart: one group per rule, one bar per class, y from 0 to 1 (inline SVG, no script)."""
-    k = len(classes)
-    bar, gap, group_gap = 34, 6, 46
-    left, top, plot_h, bottom = 46, 16, 180, 58
-    group_w = k * bar + (k - 1) * gap
-    width = left + len(rules) * group_w + (len(rules) - 1) * group_gap + 20
-    height = top + plot_h + bottom + 24
-    parts = [
-        f'<svg role="img" aria-label="Patient-level class probabilities" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">'
-    ]
-    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        y = top + plot_h * (1.0 - tick)
-        parts.append(
-            f'<line x1="{left - 4}" y1="{y:.1f}" x2="{width - 10}" y2="{y:.1f}" stroke="#ddd" stroke-width="1"/>'
-            f'<text x="{left - 7}" y="{y + 4:.1f}" text-anchor="end">{tick:.2f}</text>'
-        )
-    for g, (key, doc, probs) in enumerate(rules):
-        x0 = left + g * (group_w + group_gap)
-        for c, (name, p) in enumerate(zip(classes, probs, strict=False)):
-            pv = min(max(p, 0.0), 1.0)
-            h = plot_h * pv
-            x = x0 + c * (bar + gap)
-            colour = CLASS_COLOURS[c % len(CLASS_COLOURS)]
-            parts.append(
-                f'<rect x="{x}" y="{top + plot_h - h:.1f}" width="{bar}" height="{h:.1f}" fill="{colour}">'
-                f"<title>{_e(_rule_title(key, doc))}: {_e(name)} {p:.3f}</title></rect>"
-                f'<text x="{x + bar / 2:.1f}" y="{top + plot_h - h - 3:.1f}" text-anchor="middle">{p:.2f}</text>'
-                f'<text x="{x + bar / 2:.1f}" y="{top + plot_h + 13}" text-anchor="middle" font-size="9">'
-                f"{_e(name)}</text>"
-            )
-        cx = x0 + group_w / 2
-        parts.append(
-            f'<text x="{cx:.1f}" y="{top + plot_h + 32}" text-anchor="middle" font-weight="bold">'
-            f"{_e(_rule_title(key, doc))}</text>"
-            f'<text x="{cx:.1f}" y="{top + plot_h + 47}" text-anchor="middle">→ {_e(doc.get("label"))}</text>'
-        )
-    parts.append(
-        f'<line x1="{left - 4}" y1="{top + plot_h}" x2="{width - 10}" y2="{top + plot_h}" stroke="#333"/></svg>'
-    )
-    return "".join(parts)
-
-
-def _slice_strip(
-    predicted: Sequence[str], p_lesion: Sequence[float] | None, shown: np.ndarray, classes: Sequence[str]
-) -> str:
-    """Every slice's predicted class as a coloured strip, P(lesion) as a line, shown slices ticked."""
-    n = len(predicted)
-    if n == 0:
-        return ""
-    width, left, strip_h, line_h = 900, 40, 18, 60
-    step = (width - left - 10) / n
-    index = {name: i for i, name in enumerate(classes)}
-    height = strip_h + line_h + 36
-    parts = [
-        f'<svg role="img" aria-label="Predicted class and P(lesion) along the volume" width="{width}" '
-        f'height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="10">'
-        f'<text x="{left - 4}" y="{strip_h - 5}" text-anchor="end">class</text>'
-    ]
-    for i, name in enumerate(predicted):
-        c = index.get(str(name))
-        colour = CLASS_COLOURS[c] if c is not None and c < len(CLASS_COLOURS) else "#999"
-        parts.append(
-            f'<rect x="{left + i * step:.2f}" y="0" width="{max(step, 0.5):.2f}" height="{strip_h}" '
-            f'fill="{colour}"><title>slice {i + 1}: {_e(name)}</title></rect>'
-        )
-    y0 = strip_h + 6
-    if p_lesion is not None and len(p_lesion) == n:
-        pl = np.clip(np.asarray(p_lesion, dtype=np.float64), 0.0, 1.0)
-        xs = left + (np.arange(n) + 0.5) * step
-        ys = y0 + line_h * (1.0 - pl)
-        pts = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
-        parts.append(
-            f'<rect x="{left}" y="{y0}" width="{width - left - 10}" height="{line_h}" fill="none" stroke="#ccc"/>'
-            f'<polyline points="{pts}" fill="none" stroke="#6a1b9a" stroke-width="1.5"/>'
-            f'<text x="{left - 4}" y="{y0 + 8}" text-anchor="end">1</text>'
-            f'<text x="{left - 4}" y="{y0 + line_h}" text-anchor="end">0</text>'
-            f'<text x="{left - 4}" y="{y0 + line_h / 2 + 3:.1f}" text-anchor="end">P(les.)</text>'
-        )
-    for s in shown.tolist():
-        x = left + (s + 0.5) * step
-        parts.append(f'<line x1="{x:.1f}" y1="{y0 + line_h}" x2="{x:.1f}" y2="{y0 + line_h + 6}" stroke="#000"/>')
-    parts.append(
-        f'<text x="{left}" y="{height - 4}">slice 1 (inferior)</text>'
-        f'<text x="{width - 10}" y="{height - 4}" text-anchor="end">'
-        f"slice {n} (superior); ticks: slices shown below</text>"
-        "</svg>"
-    )
-    return "".join(parts)
 
 
 # ------------------------------------------------------------------------------------------ page
@@ -308,17 +183,17 @@ def render_html(
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)} screening report — {_e(pid if pid else 'unknown patient')}</title>",
+        f"<title>{esc(title)} screening report — {esc(pid if pid else 'unknown patient')}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f"<header><h1>{_e(title)} screening report</h1>",
-        f'<div class="notice">{_e(_NOTICE)}</div>',
+        f"<header><h1>{esc(title)} screening report</h1>",
+        f'<div class="notice">{esc(_NOTICE)}</div>',
         '<div class="trained"><strong>What the model was trained on:</strong> '
-        f"{_e(weights.get('trained_on') or 'not recorded')}</div></header>",
+        f"{esc(weights.get('trained_on') or 'not recorded')}</div></header>",
     ]
 
     # --- study
     spacing = study.get("spacing_mm")
-    spacing_s = " × ".join(_f(v, 3) for v in spacing) + " mm" if isinstance(spacing, list | tuple) else "—"
+    spacing_s = " × ".join(num(v, 3) for v in spacing) + " mm" if isinstance(spacing, list | tuple) else "—"
     out.append("<section><h2>Study</h2><table>")
     for label, value in (
         ("Patient ID", pid),
@@ -327,13 +202,13 @@ def render_html(
         ("Source", study.get("source")),
         ("Slices", n_slices),
     ):
-        out.append(f'<tr><th>{label}</th><td class="mono">{_e(value)}</td></tr>')
-    out.append(f'<tr><th>Spacing (z, y, x)</th><td class="mono">{_e(spacing_s)}</td></tr></table></section>')
+        out.append(f'<tr><th>{label}</th><td class="mono">{esc(value)}</td></tr>')
+    out.append(f'<tr><th>Spacing (z, y, x)</th><td class="mono">{esc(spacing_s)}</td></tr></table></section>')
 
     # --- warnings
     warns = [str(w) for w in (report.get("warnings") or [])]
     if warns:
-        items = "".join(f"<li>{_e(w)}</li>" for w in warns)
+        items = "".join(f"<li>{esc(w)}</li>" for w in warns)
         out.append(f'<section class="warnings"><strong>Warnings ({len(warns)})</strong><ul>{items}</ul></section>')
     else:
         out.append('<section class="ok">No warnings.</section>')
@@ -342,41 +217,41 @@ def render_html(
     out.append("<section><h2>Patient-level result</h2>")
     if decision is not None:
         by_doc = patient.get(str(decided_by))
-        by = _rule_title(str(decided_by), by_doc if isinstance(by_doc, dict) else {}) if decided_by else "—"
-        out.append(f'<div class="decision">Screening result: {_e(decision)}</div>')
-        out.append(f'<div class="muted">decided by: {_e(by)}</div>')
+        by = rule_title(str(decided_by), by_doc if isinstance(by_doc, dict) else {}) if decided_by else "—"
+        out.append(f'<div class="decision">Screening result: {esc(decision)}</div>')
+        out.append(f'<div class="muted">decided by: {esc(by)}</div>')
     if rules:
-        out.append(_bar_chart(rules, classes))
-        head = "".join(f"<th>{_e(name)}</th>" for name in classes)
+        out.append(bar_chart(rules, classes))
+        head = "".join(f"<th>{esc(name)}</th>" for name in classes)
         out.append(f"<table><tr><th>Rule</th>{head}<th>Label</th><th>Notes</th></tr>")
         for key, doc, probs in rules:
-            cells = "".join(f'<td class="num">{_f(p, 3)}</td>' for p in probs)
-            note = str(doc.get("note") or _RULE_NOTES.get(key, ""))
+            cells = "".join(f'<td class="num">{num(p, 3)}</td>' for p in probs)
+            note = str(doc.get("note") or RULE_NOTES.get(key, ""))
             if doc.get("threshold") is not None:
-                note += f" (threshold {_f(doc.get('threshold'), 2)})"
+                note += f" (threshold {num(doc.get('threshold'), 2)})"
             if doc.get("counts") is not None:
-                note += "; slice votes " + ", ".join(_e(v) for v in doc["counts"])
-            title = _e(_rule_title(key, doc))
-            out.append(f"<tr><td>{title}</td>{cells}<td>{_e(doc.get('label'))}</td><td>{_e(note)}</td></tr>")
+                note += "; slice votes " + ", ".join(esc(v) for v in doc["counts"])
+            title = esc(rule_title(key, doc))
+            out.append(f"<tr><td>{title}</td>{cells}<td>{esc(doc.get('label'))}</td><td>{esc(note)}</td></tr>")
         out.append("</table>")
     else:
         out.append("<p>No patient-level probabilities in this report.</p>")
     share = report.get("infected_share")
     share_s = f"{100.0 * float(share):.1f} %" if share is not None and np.isfinite(float(share)) else "not available"
-    out.append(f"<p><strong>Infected share of the lung:</strong> {_e(share_s)}")
+    out.append(f"<p><strong>Infected share of the lung:</strong> {esc(share_s)}")
     if report.get("infected_share_method"):
-        out.append(f' <span class="muted">({_e(report["infected_share_method"])})</span>')
+        out.append(f' <span class="muted">({esc(report["infected_share_method"])})</span>')
     out.append("</p></section>")
 
     # --- slices along the volume
     pl_list = [float(v) for v in p_lesion] if p_lesion is not None else None
     out.append("<section><h2>Slices along the volume</h2>")
     legend = " ".join(
-        f'<span style="color:{CLASS_COLOURS[i % len(CLASS_COLOURS)]}">■</span> {_e(name)}'
+        f'<span style="color:{CLASS_COLOURS[i % len(CLASS_COLOURS)]}">■</span> {esc(name)}'
         for i, name in enumerate(classes)
     )
     out.append(f'<div class="muted">{legend}</div>')
-    out.append(_slice_strip(predicted, pl_list, s, classes))
+    out.append(slice_strip(predicted, pl_list, s, classes))
     out.append("</section>")
 
     # --- gallery
@@ -388,7 +263,8 @@ def render_html(
         else "no lesion map available (no overlay)"
     )
     out.append(
-        f'<p class="muted">Lung crops at window centre {_f(window[0], 0)} HU, width {_f(window[1], 0)} HU; {overlay}. '
+        f'<p class="muted">Lung crops at window centre {num(window[0], 0)} HU, width {num(window[1], 0)} HU; '
+        f"{overlay}. "
         "Slices numbered 1..N from inferior to superior.</p>"
     )
     if s.size == 0:
@@ -403,9 +279,9 @@ def render_html(
                 row = p_multi[idx]
                 k = classes.index(name)
                 p_cls = row[k] if k < len(row) else None
-            caption = f"slice {idx + 1} / {n_slices} — {_e(name)} (p={_f(p_cls)})"
+            caption = f"slice {idx + 1} / {n_slices} — {esc(name)} (p={num(p_cls)})"
             if pl_list is not None and idx < len(pl_list):
-                caption += f", P(lesion)={_f(pl_list[idx])}"
+                caption += f", P(lesion)={num(pl_list[idx])}"
             out.append(
                 f'<figure><img src="{_png_data_uri(tiles[j])}" alt="slice {idx + 1}" width="{tiles.shape[2]}" '
                 f'height="{tiles.shape[1]}"><figcaption>{caption}</figcaption></figure>'
@@ -416,17 +292,17 @@ def render_html(
     # --- footer
     hashes = weights.get("hashes") or {"slice": weights.get("slice_hash"), "patient": weights.get("patient_hash")}
     timings = report.get("timings_s") or {}
-    timing_s = ", ".join(f"{_e(k)} {_f(v, 2)} s" for k, v in timings.items()) if timings else "—"
+    timing_s = ", ".join(f"{esc(k)} {num(v, 2)} s" for k, v in timings.items()) if timings else "—"
     out.append(
         "<footer>"
-        f'<div class="notice">{_e(_NOTICE)}</div>'
+        f'<div class="notice">{esc(_NOTICE)}</div>'
         '<table class="muted">'
         + "".join(
-            f'<tr><th>{_e(part.capitalize())} weights</th><td class="mono">{_e(digest)}</td></tr>'
+            f'<tr><th>{esc(part.capitalize())} weights</th><td class="mono">{esc(digest)}</td></tr>'
             for part, digest in hashes.items()
         )
-        + f"<tr><th>m3lung</th><td>{_e(report.get('m3lung_version'))} "
-        f"(report schema {_e(report.get('schema'))})</td></tr>"
+        + f"<tr><th>m3lung</th><td>{esc(report.get('m3lung_version'))} "
+        f"(report schema {esc(report.get('schema'))})</td></tr>"
         f"<tr><th>Timings</th><td>{timing_s}</td></tr>"
         "</table></footer></body></html>"
     )

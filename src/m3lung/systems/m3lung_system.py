@@ -33,6 +33,7 @@ from m3lung.errors import M3LungWarning
 from m3lung.explain import uncrop_maps
 from m3lung.fusion import max_pooling, nonparametric_assessment
 from m3lung.io import CTVolume
+from m3lung.report.charts import RULE_NOTES, RULE_TITLES
 from m3lung.systems.base import (
     RuleResult,
     SliceViews,
@@ -46,16 +47,6 @@ from m3lung.systems.base import (
 
 #: slices shown in the HTML report when ``every`` is not given
 DEFAULT_SHOWN = 24
-RULE_TITLES = {
-    "network": "Patient network",
-    "nonparametric": "Non-parametric assessment",
-    "maxpool": "Max pooling",
-}
-RULE_NOTES = {
-    "network": "the patient-level network's softmax probabilities",
-    "nonparametric": "share of slices voting for each class; Healthy only when the Healthy share exceeds T",
-    "maxpool": "normalised [1 − highest disease score, highest slice probability of each disease]",
-}
 
 
 @dataclass(frozen=True)
