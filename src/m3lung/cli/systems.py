@@ -147,6 +147,8 @@ def cmd_screen(args: argparse.Namespace) -> int:
             f"{row['study_id']}: {row['label']} (p {row['p_' + row['label']]}){extras}, "
             f"{row['n_slices']} slices in {row['seconds']} s"
         )
+    if result["claimed_elsewhere"]:
+        print(f"{len(result['claimed_elsewhere'])} study(ies) being screened by another run on {args.out}, left to it")
     if result["skipped"]:
         print(f"{len(result['skipped'])} study(ies) already screened in {args.out}, skipped (--overwrite redoes them)")
     for f in result["failed"]:

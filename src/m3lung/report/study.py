@@ -28,8 +28,8 @@ if TYPE_CHECKING:
 
 REPORT_SCHEMA = "m3lung.report/2"
 MAP_SLOPE = 1.0 / 255.0
-#: report keys a system's ``extras`` may not take
-_RESERVED = {
+#: the report's own top-level fields: a system's ``extras`` may not take these names
+REPORT_FIELDS = {
     "schema",
     "m3lung_version",
     "created",
@@ -119,7 +119,7 @@ def build_report(result: StudyResult, volume: CTVolume, *, system_title: str = "
     n, h, w = volume.shape
     if result.lesion_map is not None and result.lesion_map.shape != (n, h, w):
         raise ValueError(f"lesion map {result.lesion_map.shape} is not on the study's grid {(n, h, w)}")
-    clash = sorted(set(result.extras) & _RESERVED)
+    clash = sorted(set(result.extras) & REPORT_FIELDS)
     if clash:
         raise ValueError(f"system extras may not replace report fields: {clash}")
     patient: dict[str, Any] = {

@@ -12,6 +12,8 @@ import json
 import logging
 import os
 import re
+import shutil
+import socket
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,9 +22,9 @@ from typing import Any
 
 from m3lung.errors import InputError, M3LungError
 from m3lung.io.atomic import write_text_atomic
-from m3lung.systems.screening import Report, Screener
+from m3lung.systems.screening import Screener
 
-__all__ = ["Study", "parse_shard", "screen_many", "studies_from", "summary_row"]
+__all__ = ["Study", "parse_shard", "screen_many", "studies_from", "summary_row", "write_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +37,13 @@ class Study:
     study_id: str
 
 
+#: what a batch writes into its output folder itself: no study folder may take these names
+BATCH_FILES = ("summary.csv", "failures.json")
+
+
 def _safe_name(text: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "study"
-    return name[:120]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:120] or "study"
+    return f"{name}_study" if name in BATCH_FILES else name
 
 
 def studies_from(paths: Sequence[str | os.PathLike[str]]) -> list[Study]:
@@ -109,71 +115,174 @@ def screen_many(
 ) -> dict[str, Any]:
     """Screen every study of this shard into ``out/<study_id>/``; skip studies whose report exists.
 
-    A study that fails (a broken file, a non-CT image...) is recorded with its error and the batch
-    goes on. ``out/summary.csv`` gets one line per study of this run. Returns counts and failures.
+    A study that fails — for any reason, a broken file or an error inside a system — is recorded in
+    ``failures.json`` with its error, and the batch goes on. Each study is *claimed* first
+    (``out/.claims/<study_id>``), so that several runs on one ``out`` (shards, or the same command
+    twice) never screen a study twice; a claim whose process is gone (a run killed with ``kill -9``)
+    is taken over, and that run's half-written folders are removed. At the end ``out/summary.csv`` is
+    rebuilt from every study folder in ``out``. Returns what this run screened, skipped and failed.
     """
     from tqdm import tqdm
 
     i, n = shard
     mine = [s for k, s in enumerate(studies) if k % n == i - 1]
     root = Path(out)
+    if root.exists() and not root.is_dir():
+        raise InputError(f"{root}: --out is a file; give a folder (it is created when missing)")
     root.mkdir(parents=True, exist_ok=True)
-    done, skipped, failed = [], [], []
+    done: list[dict[str, str]] = []
+    skipped: list[str] = []
+    claimed: list[str] = []
+    failed: list[dict[str, str]] = []
     for study in tqdm(mine, desc="screening", unit="study", disable=None if progress else True):
         target = root / study.study_id
         if (target / "report.json").exists() and not overwrite:
             skipped.append(study.study_id)
             continue
-        t0 = time.perf_counter()
-        try:
-            report = screener.screen(study.path, **(read_options or {}))
-            report.data["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
-            report.write(target, overwrite=True)
-        except M3LungError as exc:
-            log.error("%s: %s", study.path, exc)
-            failed.append({"study_id": study.study_id, "path": study.path, "error": str(exc)})
+        claim = _claim(root, study.study_id)
+        if claim is None:
+            claimed.append(study.study_id)
             continue
-        done.append(summary_row(study, report))
-    _append_summary(root / "summary.csv", done)
-    if failed:
-        old = json.loads((root / "failures.json").read_text()) if (root / "failures.json").exists() else []
-        keep = [f for f in old if f["study_id"] not in {x["study_id"] for x in failed}]
-        write_text_atomic(root / "failures.json", json.dumps(keep + failed, indent=1))
-    return {"screened": done, "skipped": skipped, "failed": failed, "shard": f"{i}/{n}", "in_shard": len(mine)}
-
-
-def summary_row(study: Study, report: Report) -> dict[str, str]:
-    """One ``summary.csv`` line: the study, the decision, each class's probability, the system's numeric
-    extras (e.g. ``infected_share``), slices and seconds."""
-    extras = {k: f"{v:.4f}" for k, v in report.data.items() if _is_extra_number(k, v)}
+        try:
+            _remove_leftovers(root, study.study_id)
+            t0 = time.perf_counter()
+            try:
+                report = screener.screen(study.path, **(read_options or {}))
+                report.data["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
+                report.write(target, overwrite=True)
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # one study never ends the batch
+                log.info("%s: %s", study.path, exc)
+                failed.append({"study_id": study.study_id, "path": study.path, "error": _message(exc)})
+                continue
+            done.append(summary_row(study.study_id, report.data))
+        finally:
+            claim.unlink(missing_ok=True)
+    write_summary(root)
+    _update_failures(root, failed, done={d["study_id"] for d in done})
     return {
-        "study_id": study.study_id,
-        "path": study.path,
-        "label": report.label,
-        **{f"p_{k}": f"{v:.4f}" for k, v in report.probs.items()},
-        **extras,
-        "n_slices": str(report.volume.n_slices),
-        "seconds": f"{report.data['timings_s']['total']:.2f}",
-        "system": str(report.data["system"]["name"]),
+        "screened": done,
+        "skipped": skipped,
+        "claimed_elsewhere": claimed,
+        "failed": failed,
+        "shard": f"{i}/{n}",
+        "in_shard": len(mine),
     }
 
 
-def _is_extra_number(key: str, value: Any) -> bool:
-    from m3lung.report.study import _RESERVED
+def _message(exc: BaseException) -> str:
+    """One line for ``failures.json``: an m3lung error's own message, anything else with its type."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, M3LungError):
+        return text
+    if isinstance(exc, MemoryError):
+        return "out of memory while screening this study (MemoryError); try --chunk / --batch-size smaller"
+    return f"{type(exc).__name__}: {text or 'no message'} (an unexpected error; please report it)"
 
-    return key not in _RESERVED and isinstance(value, int | float) and not isinstance(value, bool)
+
+# ------------------------------------------------------------------------------------------ claims
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
-def _append_summary(path: Path, rows: list[dict[str, str]]) -> None:
+def _claim(root: Path, study_id: str) -> Path | None:
+    """``root/.claims/<study_id>`` made by this process (exclusive create), or None when a live run holds it.
+
+    A claim of this host whose process is gone is stale and taken over; one of another host is respected.
+    """
+    folder = root / ".claims"
+    folder.mkdir(exist_ok=True)
+    path = folder / study_id
+    me = f"{socket.gethostname()} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                host, pid = path.read_text().split()
+            except (OSError, ValueError):
+                host, pid = socket.gethostname(), "0"  # unreadable or half-written: treat as stale
+            if host != socket.gethostname() or (int(pid) != os.getpid() and _alive(int(pid))):
+                return None
+            path.unlink(missing_ok=True)
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(me)
+        return path
+    return None
+
+
+def _remove_leftovers(root: Path, study_id: str) -> None:
+    """Half-written folders of ``study_id`` left by a run that was killed (we hold its claim now)."""
+    for p in (*root.glob(f".{study_id}.*.part"), *root.glob(f".{study_id}.old-*")):
+        shutil.rmtree(p, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------ summary
+def summary_row(study_id: str, data: dict[str, Any]) -> dict[str, str]:
+    """One ``summary.csv`` line from a ``report.json``: the study, the decision, each class's probability,
+    the system's numeric extras (e.g. ``infected_share``), slices, seconds and the system."""
+    patient = data["patient"]
+    probs = patient.get("probs") or [float("nan")] * len(patient["classes"])
+    return {
+        "study_id": study_id,
+        "path": str(data["study"].get("source")),
+        "label": str(patient["label"]),
+        **{f"p_{k}": f"{float(v):.4f}" for k, v in zip(patient["classes"], probs, strict=True)},
+        **{k: f"{v:.4f}" for k, v in data.items() if _is_extra_number(k, v)},
+        "n_slices": str(data["study"]["n_slices"]),
+        "seconds": f"{float(data['timings_s'].get('total', float('nan'))):.2f}",
+        "system": str((data.get("system") or {}).get("name", "m3lung")),
+    }
+
+
+def write_summary(root: Path) -> Path | None:
+    """Rebuild ``root/summary.csv`` from every study folder's ``report.json`` (atomically); None when there is none.
+
+    Columns follow the first study's; a study of another system with other classes adds its columns.
+    """
+    rows = []
+    for rep in sorted(root.glob("*/report.json")):
+        try:
+            rows.append(summary_row(rep.parent.name, json.loads(rep.read_text(encoding="utf-8"))))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s: unreadable report left out of summary.csv (%s)", rep, exc)
     if not rows:
-        return
-    fields = list(rows[0])
-    old: list[dict[str, str]] = []
-    if path.exists():
-        with path.open(newline="") as fh:
-            old = [r for r in csv.DictReader(fh) if r.get("study_id") not in {x["study_id"] for x in rows}]
+        return None
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=fields, restval="", lineterminator="\n")
     writer.writeheader()
-    writer.writerows(old + rows)
-    write_text_atomic(path, buf.getvalue())
+    writer.writerows(rows)
+    write_text_atomic(root / "summary.csv", buf.getvalue())
+    return root / "summary.csv"
+
+
+def _update_failures(root: Path, failed: list[dict[str, str]], *, done: set[str]) -> None:
+    """``failures.json``: earlier failures not redone in this run, then this run's; gone when none is left."""
+    path = root / "failures.json"
+    try:
+        old = json.loads(path.read_text()) if path.exists() else []
+    except ValueError:
+        old = []
+    now = {f["study_id"] for f in failed} | done
+    keep = [f for f in old if isinstance(f, dict) and f.get("study_id") not in now]
+    if keep or failed:
+        write_text_atomic(path, json.dumps(keep + failed, indent=1))
+    elif path.exists():
+        path.unlink()
+
+
+def _is_extra_number(key: str, value: Any) -> bool:
+    from m3lung.report.study import REPORT_FIELDS
+
+    return key not in REPORT_FIELDS and isinstance(value, int | float) and not isinstance(value, bool)
