@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ class FakeScreener:
 
     def screen(self, path: str, **_: object):
         self.seen.append(path)
-        what = open(path).read().strip()
+        what = Path(path).read_text().strip()
         if what == "boom":
             raise RuntimeError("something inside a system broke")
         if what == "memory":
