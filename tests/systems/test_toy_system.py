@@ -25,7 +25,8 @@ from m3lung.models.registry import register_model
 from m3lung.systems.base import RuleResult, Stage, StageOption, StudyResult, System, register_system, unregister_system
 from m3lung.train.checkpoint import load_model
 from m3lung.train.config import TrainConfig
-from m3lung.train.engine import fit, pick_device
+from m3lung.train.engine import fit
+from m3lung.train.inference import load_for_inference
 
 
 # ------------------------------------------------------------------------------------------ the toy system
@@ -130,12 +131,12 @@ class ToySystem(System):
         ),
     )
 
-    def __init__(self, model: nn.Module, doc: dict, options: ToyOptions, device: str) -> None:
-        self.model, self.doc, self.options, self.device = model, doc, options, pick_device(device)
+    def __init__(self, model: nn.Module, doc: dict, device: torch.device, options: ToyOptions) -> None:
+        self.model, self.doc, self.device, self.options = model, doc, device, options
 
     @classmethod
     def load(cls, weights: Any, options: Any, device: str = "auto") -> ToySystem:
-        return cls(*load_model(weights, kind="toy_net"), options, device)
+        return cls(*load_for_inference(weights, kind="toy_net", device=device), options)
 
     def predict(self, volume: Any) -> StudyResult:
         with torch.no_grad():

@@ -266,6 +266,7 @@ class M3LungSystem(System):
         from m3lung.models import PatientNetConfig
         from m3lung.systems.m3lung import SlicePredictor
         from m3lung.train.checkpoint import WeightsError, patient_net_from
+        from m3lung.train.inference import ready
 
         self.options = options
         self.predictor = SlicePredictor(
@@ -295,7 +296,7 @@ class M3LungSystem(System):
                     "trained together (the system.pt of one `m3lung train patient` run)"
                 )
             self.patient_net = patient_net_from(patient_doc, source=str(options.patient_weights or source))
-            self.patient_net.to(self.device).eval()
+            ready(self.patient_net, device=self.device)
         self.slice_doc = slice_doc
 
     @classmethod

@@ -37,10 +37,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from m3lung.errors import InputError, M3LungError
+from m3lung.errors import InputError
 from m3lung.io.atomic import atomic_file
 from m3lung.train.checkpoint import plain, save_model
 from m3lung.train.config import TrainConfig, to_dict
+from m3lung.train.inference import pick_device
 
 log = logging.getLogger(__name__)
 STATE_FORMAT = "m3lung.train-state/1"
@@ -105,17 +106,6 @@ def barrier() -> None:
     """Wait for every process (no-op for one process)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
-
-
-def pick_device(name: str, info: DistInfo | None = None) -> torch.device:
-    """``auto``: CUDA when available (the local rank's GPU under torchrun), else CPU."""
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise M3LungError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu")
-    if torch.cuda.is_available():
-        return torch.device("cuda", (info.local_rank if info else 0) % torch.cuda.device_count())
-    return torch.device("cpu")
 
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
