@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from m3lung.errors import DicomError
+from m3lung.errors import DicomError, warn
 from m3lung.io.dicom.scan import _quiet_pydicom
 
 
 # --------------------------------------------------------------------------------------------- decoding
-def _decode_file(path: str) -> np.ndarray:
-    """Pixel data of one file as stored (no rescale): (rows, cols) or (frames, rows, cols)."""
+def _decode_file(path: str) -> tuple[np.ndarray, list[str]]:
+    """Pixel data of one file as stored (no rescale): (rows, cols) or (frames, rows, cols).
+
+    Also returns the warnings the decoder (pydicom, pylibjpeg, GDCM) raised while decoding, as text.
+    """
     import pydicom
 
     with _quiet_pydicom():
@@ -24,16 +28,27 @@ def _decode_file(path: str) -> np.ndarray:
     spp = int(ds.get("SamplesPerPixel", 1) or 1)
     if spp != 1:
         raise ValueError(f"SamplesPerPixel is {spp}: a colour image, not a CT slice")
-    arr = ds.pixel_array
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        arr = ds.pixel_array
+    said = list(
+        dict.fromkeys(
+            str(w.message).strip().replace("\n", " ")
+            for w in caught
+            if not issubclass(w.category, DeprecationWarning | PendingDeprecationWarning)
+        )
+    )
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip()
     if photometric == "MONOCHROME1":
         bits = int(ds.get("BitsStored", 16))
         arr = ((1 << bits) - 1) - arr if ds.get("PixelRepresentation", 0) == 0 else -arr
-    return np.asarray(arr)
+    return np.asarray(arr), said
 
 
-def _decode_all(paths: Sequence[str], workers: int) -> dict[str, np.ndarray]:
+def _decode_all(paths: Sequence[str], workers: int, sink: list[str]) -> dict[str, np.ndarray]:
+    """Decode ``paths``; the decoders' warnings become :class:`~m3lung.errors.M3LungWarning` s in ``sink``."""
     out: dict[str, np.ndarray] = {}
+    said: dict[str, list[str]] = {}
 
     def fail(p: str, exc: BaseException) -> DicomError:
         return DicomError(
@@ -48,15 +63,25 @@ def _decode_all(paths: Sequence[str], workers: int) -> dict[str, np.ndarray]:
             futures = {p: ex.submit(_decode_file, p) for p in paths}
             for p, fut in futures.items():
                 try:
-                    out[p] = fut.result()
+                    out[p], said[p] = fut.result()
                 except Exception as exc:
                     raise fail(p, exc) from exc
-        return out
-    for p in paths:
-        try:
-            out[p] = _decode_file(p)
-        except Exception as exc:
-            raise fail(p, exc) from exc
+    else:
+        for p in paths:
+            try:
+                out[p], said[p] = _decode_file(p)
+            except Exception as exc:
+                raise fail(p, exc) from exc
+    noisy = [(p, msgs) for p, msgs in said.items() if msgs]
+    if noisy:
+        shown = "; ".join(f"{p}: {' / '.join(msgs)}" for p, msgs in noisy[:3])
+        more = f" (and {len(noisy) - 3} more file(s))" if len(noisy) > 3 else ""
+        warn(
+            f"the pixel decoder warned about {len(noisy)} file(s): {shown}{more}; those images may be corrupt: "
+            "check them by eye or re-export them",
+            sink,
+            stacklevel=4,
+        )
     return out
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from m3lung.errors import DicomError, warn
 from m3lung.io.dicom.scan import LARGE_SERIES_SLICES, _SliceRef
+from m3lung.io.guards import check_read_size
 
 
 # --------------------------------------------------------------------------------------------- geometry
@@ -16,21 +15,15 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def _check_memory(n: int, rows: int, cols: int, path: str, sink: list[str]) -> None:
-    need = n * rows * cols * 4 * 2  # float32 voxels plus the stored pixels while converting
+    """Refuse, from the headers alone, a series that would need too much memory (see :mod:`m3lung.io.guards`)."""
+    bytes_per_voxel = 4 * 2  # float32 voxels plus the stored pixels while converting
     if n > LARGE_SERIES_SLICES:
         warn(
-            f"{path}: {n} slices is unusually many for a chest CT; reading needs about {need / 2**30:.1f} GiB",
+            f"{path}: {n} slices is unusually many for a chest CT; reading needs about "
+            f"{n * rows * cols * bytes_per_voxel / 2**30:.1f} GiB",
             sink,
         )
-    try:
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
-        return
-    if need > avail:
-        raise DicomError(
-            f"{path}: {n} slices of {rows}x{cols} need about {need / 2**30:.1f} GiB but only "
-            f"{avail / 2**30:.1f} GiB of memory is free; read a subset of the series or use a larger machine"
-        )
+    check_read_size((n, rows, cols), bytes_per_voxel, path, error=DicomError)
 
 
 def _order_and_dedupe(

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from m3lung.errors import DicomError, IntensityError, warn
+from m3lung.io.checks import check_slices
 from m3lung.io.dicom.decode import _auto_workers, _decode_all
 from m3lung.io.dicom.geometry import (
     _check_memory,
@@ -18,7 +19,8 @@ from m3lung.io.dicom.geometry import (
     _spacing_checks,
     _unit,
 )
-from m3lung.io.dicom.scan import DicomScan, SeriesInfo, _opt_float, scan_dicom
+from m3lung.io.dicom.scan import DicomScan, SeriesInfo, _opt_float, _scan_path
+from m3lung.io.guards import check_spacing
 from m3lung.io.orientation import apply_reorientation, plan_reorientation
 from m3lung.io.volume import IDENTIFYING_FIELDS, CTVolume, SourceInfo, check_finite
 
@@ -67,6 +69,12 @@ def _raise_no_images(scan: DicomScan) -> None:
             f"{scan.root}: no DICOM files among the {scan.other_files} file(s) found. For NIfTI, MHA/NRRD, "
             "NumPy or PNG/JPG input pass the file itself, not its folder."
         )
+    if scan.skipped:
+        shown = ", ".join(f"{p} ({kind})" for p, kind in scan.skipped[:3])
+        raise DicomError(
+            f"{scan.root}: no regular file to read, only {len(scan.skipped)} FIFO/device entr(ies): {shown}; "
+            "point m3lung at a folder of DICOM files"
+        )
     raise DicomError(f"{scan.root}: the folder is empty (no files found, subfolders included)")
 
 
@@ -96,7 +104,7 @@ def read_dicom(
     p = Path(path)
     if not p.exists():
         raise DicomError(f"{p}: no such file or folder")
-    scan = scan_dicom(p)
+    scan = _scan_path(p, sink)
     if scan.broken:
         listing = "; ".join(f"{bp} ({why})" for bp, why in scan.broken[:5])
         if not skip_broken and scan.series:
@@ -156,7 +164,7 @@ def _build_volume(
     _check_memory(n, series.rows, series.cols, path, sink)
     needed_paths = sorted({r.path for g in groups for r in g})
     n_workers = workers if workers is not None else _auto_workers(len(needed_paths), series.transfer_syntax)
-    pixels = _decode_all(needed_paths, n_workers)
+    pixels = _decode_all(needed_paths, n_workers, sink)
     if any(len(g) > 1 for g in groups):
         _resolve_duplicates(groups, pixels, positions, path, sink)
 
@@ -169,12 +177,16 @@ def _build_volume(
         )
     else:
         z_spacing = _spacing_checks(positions, path, sink)
+    check_spacing((z_spacing,), path, what="the slice spacing", error=DicomError)
 
     first = kept[0]
     ps = first.pixel_spacing
     if ps is None:
         warn(f"{path}: PixelSpacing missing; assuming 1 mm", sink)
         ps = (1.0, 1.0)
+    bad_ps = sorted({r.pixel_spacing for r in kept if r.pixel_spacing is not None and not _positive(r.pixel_spacing)})
+    if bad_ps:
+        check_spacing(bad_ps[0], path, what="PixelSpacing", error=DicomError)
     if have_geometry and n > 1:
         ipps = np.stack([r.ipp for r in kept])  # type: ignore[misc]
         offs = ipps - ipps[0]
@@ -214,6 +226,14 @@ def _build_volume(
                     "If you know the scanner's rescale (often slope 1, intercept -1024) pass "
                     "rescale=(slope, intercept) (CLI: --rescale SLOPE INTERCEPT)."
                 )
+    bad = ~np.isfinite(slopes) | (slopes == 0) | ~np.isfinite(intercepts)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise IntensityError(
+            f"{path}: RescaleSlope {slopes[k]:g} / RescaleIntercept {intercepts[k]:g} in {int(bad.sum())} "
+            f"slice(s) (first {kept[k].path}) cannot map stored values to HU (a slope of 0 makes every voxel "
+            "one value); fix the tags, or pass the scanner's rescale=(slope, intercept) (CLI: --rescale)"
+        )
     voxels = stack.astype(np.float32)
     del stack
     if np.any(slopes != 1.0):
@@ -307,5 +327,10 @@ def _build_volume(
         source=source,
         warnings=sink,
     )
+    check_slices(vol)
     log.info("read %s: %s slices %sx%s, spacing %s", path, *vol.shape, vol.spacing)
     return vol.anonymize() if anonymize else vol
+
+
+def _positive(values: tuple[float, ...]) -> bool:
+    return all(np.isfinite(v) and v > 0 for v in values)

@@ -13,6 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from m3lung.errors import DicomError, warn
+from m3lung.io.guards import non_regular_kind, require_regular_file
+
 #: SOP classes that carry no CT image volume even when they have Rows/Columns.
 _NON_VOLUME_SOP_PREFIXES = {
     "1.2.840.10008.5.1.4.1.1.88.": "structured report",
@@ -97,13 +100,18 @@ class SeriesInfo:
 
 @dataclass
 class DicomScan:
-    """What a folder holds: image stacks, DICOM files without images, unreadable DICOM files."""
+    """What a folder holds: image stacks, DICOM files without images, unreadable DICOM files.
+
+    ``skipped`` lists the entries that are not regular files (FIFOs, devices, sockets; links followed)
+    with what they are: they are never opened.
+    """
 
     root: str
     series: list[SeriesInfo]
     non_image: dict[str, int]
     broken: list[tuple[str, str]]
     other_files: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------- scanning
@@ -244,8 +252,10 @@ def _read_header(path: str) -> Any:
     return pydicom.dcmread(path, stop_before_pixels=True)
 
 
-def _candidate_files(root: Path) -> tuple[list[str], int]:
+def _candidate_files(root: Path) -> tuple[list[str], int, list[tuple[str, str]]]:
+    """Files under ``root`` worth a look, the count of other files, and the non-regular entries skipped."""
     files: list[str] = []
+    skipped: list[tuple[str, str]] = []
     other = 0
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -256,8 +266,12 @@ def _candidate_files(root: Path) -> tuple[list[str], int]:
             if Path(name).suffix.lower() in _SKIP_SUFFIXES:
                 other += 1
                 continue
+            kind = non_regular_kind(p)
+            if kind is not None:
+                skipped.append((p, kind))
+                continue
             files.append(p)
-    return files, other
+    return files, other, skipped
 
 
 def scan_dicom(path: str | os.PathLike[str]) -> DicomScan:
@@ -265,15 +279,34 @@ def scan_dicom(path: str | os.PathLike[str]) -> DicomScan:
 
     ``path`` is a folder (searched recursively) or a single file. Images are grouped by
     SeriesInstanceUID and, within a series, by image size, orientation and pixel spacing (a series
-    that mixes geometries, e.g. with a localizer, becomes several stacks).
+    that mixes geometries, e.g. with a localizer, becomes several stacks). Entries that are not
+    regular files (a FIFO, a link to a device) are never opened: in a folder they are skipped with an
+    :class:`~m3lung.errors.M3LungWarning` naming them; given directly they are a
+    :class:`~m3lung.errors.DicomError`.
     """
-    root = Path(path)
+    return _scan_path(Path(path), None)
+
+
+def _scan_path(root: Path, sink: list[str] | None) -> DicomScan:
+    """:func:`scan_dicom`, with the warning about skipped entries also appended to ``sink``."""
     if root.is_dir():
-        candidates, other = _candidate_files(root)
+        candidates, other, skipped = _candidate_files(root)
     else:
-        candidates, other = [str(root)], 0
+        require_regular_file(root, DicomError)
+        candidates, other, skipped = [str(root)], 0, []
+    if skipped:
+        shown = ", ".join(f"{p} ({kind})" for p, kind in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        warn(
+            f"{root}: skipped {len(skipped)} entr{'y' if len(skipped) == 1 else 'ies'} that are not regular "
+            f"files: {shown}{more}; m3lung opens regular files only",
+            sink,
+            stacklevel=4,
+        )
     with _quiet_pydicom():
-        return _scan(root, candidates, other)
+        scan = _scan(root, candidates, other)
+    scan.skipped = skipped
+    return scan
 
 
 def _scan(root: Path, candidates: list[str], other: int) -> DicomScan:
