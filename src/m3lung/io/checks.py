@@ -4,7 +4,7 @@ Two per-slice tests, vectorised over the volume (one pass per block of slices, n
 
 * **HU range**: a slice is *out of range* when more than :data:`OUT_OF_RANGE_FRACTION` of its voxels lie
   outside :data:`HU_PLAUSIBLE` = (-2048, 4000) HU. The padding value outside a round field of view
-  (e.g. -3024 HU) is not counted: the volume's minimum, when below the range, is taken as padding.
+  (e.g. -3024 HU) is not counted: each slice's minimum, when below the range, is taken as padding.
   Small metal (dental fillings, clips) stays far below the fraction.
 * **Neighbours**: ``d[k]`` is the mean absolute difference (HU) between slices ``k`` and ``k + 1``; a slice
   is *inconsistent* when its difference from **both** neighbours (the one neighbour for the first and the
@@ -88,8 +88,6 @@ def slice_stats(voxels: np.ndarray) -> SliceCheck:
     v = np.asarray(voxels)
     n = v.shape[0]
     lo, hi = HU_PLAUSIBLE
-    vmin = float(v.min()) if v.size else 0.0
-    pad = vmin if vmin < lo else None
     out = np.zeros(n, dtype=np.float64)
     diff = np.zeros(max(n - 1, 0), dtype=np.float64)
     per_slice = max(1, v.shape[1] * v.shape[2])
@@ -98,8 +96,8 @@ def slice_stats(voxels: np.ndarray) -> SliceCheck:
         blk = v[s : s + step]
         bad = blk < lo
         bad |= blk > hi
-        if pad is not None:
-            bad &= blk != pad
+        smin = blk.min(axis=(1, 2), keepdims=True)  # padding: one value, the slice's lowest
+        bad &= (blk != smin) | (smin >= lo)
         out[s : s + step] = np.count_nonzero(bad.reshape(blk.shape[0], -1), axis=1) / per_slice
         e = min(s + step, n - 1)
         if e > s:
