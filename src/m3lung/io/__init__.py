@@ -16,6 +16,7 @@ import numpy as np
 
 from m3lung.errors import InputError, M3LungWarning, warn
 from m3lung.io.atomic import atomic_dir, atomic_file, write_text_atomic
+from m3lung.io.checks import check_slices
 from m3lung.io.dicom import LARGE_SERIES_SLICES, DicomScan, SeriesInfo, read_dicom, scan_dicom
 from m3lung.io.formats import (
     IMAGE_SUFFIXES,
@@ -28,11 +29,13 @@ from m3lung.io.formats import (
     read_numpy,
     suffix_of,
 )
+from m3lung.io.guards import MAX_VOLUME_GIB, require_regular_file
 from m3lung.io.resample import resample, resample_array
 from m3lung.io.volume import CTVolume, SourceInfo, canonical_direction, grey_to_hu
 from m3lung.io.write import nifti_affine, write_ct, write_dicom_series, write_mask, write_nifti
 
 __all__ = [
+    "MAX_VOLUME_GIB",
     "CTVolume",
     "DicomScan",
     "SeriesInfo",
@@ -40,6 +43,7 @@ __all__ = [
     "atomic_dir",
     "atomic_file",
     "canonical_direction",
+    "check_slices",
     "grey_to_hu",
     "nifti_affine",
     "read_ct",
@@ -78,6 +82,7 @@ def read_ct(
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file or folder")
+    require_regular_file(p)
     if p.is_dir():
         return read_dicom(
             p, series_uid=series_uid, anonymize=anonymize, skip_broken=skip_broken, rescale=rescale, workers=workers
@@ -97,6 +102,7 @@ def read_ct(
         return read_dicom(p, anonymize=anonymize, rescale=rescale, workers=workers)
     if vol.n_slices > LARGE_SERIES_SLICES:
         warn(f"{p}: {vol.n_slices} slices is unusually many for a chest CT", vol.warnings)
+    check_slices(vol)  # DICOM volumes are checked by read_dicom
     return vol.anonymize() if anonymize else vol
 
 
@@ -109,6 +115,7 @@ def read_mask(path: str | os.PathLike[str], *, like: CTVolume | None = None) -> 
     p = Path(path)
     if not p.exists():
         raise InputError(f"{p}: no such file")
+    require_regular_file(p)
     suf = suffix_of(p)
     if suf not in NIFTI_SUFFIXES + ITK_SUFFIXES:
         raise InputError(f"{p}: label maps are read from .nii/.nii.gz/.mha/.nrrd files")

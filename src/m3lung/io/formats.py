@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from m3lung.errors import InputError, warn
+from m3lung.io.guards import check_read_size, check_spacing
 from m3lung.io.orientation import apply_reorientation, plan_reorientation
 from m3lung.io.volume import CTVolume, SourceInfo, canonical_direction, check_finite
 
@@ -110,7 +111,12 @@ def read_nifti(path: str | os.PathLike[str]) -> CTVolume:
     p = str(path)
     sink: list[str] = []
     try:
-        img: Any = nib.load(p)
+        img: Any = nib.load(p)  # reads the header only
+    except Exception as exc:
+        raise InputError(f"{p}: cannot read as NIfTI ({type(exc).__name__}: {exc})") from exc
+    itemsize = np.dtype(img.header.get_data_dtype()).itemsize
+    check_read_size(img.shape, itemsize + 4, p)  # stored voxels plus their float32 copy, before inflating
+    try:
         data = _nifti_voxels(img.dataobj)
     except Exception as exc:
         raise InputError(f"{p}: cannot read as NIfTI ({type(exc).__name__}: {exc})") from exc
@@ -121,6 +127,8 @@ def read_nifti(path: str | os.PathLike[str]) -> CTVolume:
     if data.ndim != 3:
         raise InputError(f"{p}: a {data.ndim}D image of shape {data.shape}; a CT volume is 3D")
     affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.all(np.isfinite(affine)):
+        raise InputError(f"{p}: the NIfTI affine holds NaN or infinite values; fix the header (sform/qform)")
     m = _LPS_FROM_RAS @ affine[:3, :3]
     spacing = np.linalg.norm(m, axis=0)
     if np.any(spacing <= 0):
@@ -137,7 +145,12 @@ def read_itk(path: str | os.PathLike[str]) -> CTVolume:
     p = str(path)
     sink: list[str] = []
     try:
-        img = sitk.ReadImage(p)
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(p)
+        reader.ReadImageInformation()  # the header only
+        check_read_size(reader.GetSize()[::-1], 8 * reader.GetNumberOfComponents(), p)
+        check_spacing(reader.GetSpacing()[::-1], p)
+        img = reader.Execute()
     except RuntimeError as exc:
         raise InputError(f"{p}: cannot read ({exc})") from exc
     if img.GetNumberOfComponentsPerPixel() != 1:
@@ -191,15 +204,17 @@ def read_numpy(
                 if "direction" in keys:
                     direction = np.asarray(z["direction"], dtype=np.float64)
         else:
-            data = np.load(p, allow_pickle=False)
+            data = np.load(p, allow_pickle=False, mmap_mode="r")  # the header first: size before reading
+            check_read_size(data.shape, data.dtype.itemsize + 4, p)
+            data = np.array(data)  # into memory (a float32 view of the map would be read-only)
     except InputError:
         raise
     except Exception as exc:
         raise InputError(f"{p}: cannot read as NumPy ({type(exc).__name__}: {exc})") from exc
     if spacing is None:
         raise InputError(f"{p}: a NumPy array carries no voxel spacing; pass spacing=(z, y, x) in mm (CLI: --spacing)")
-    if len(spacing) != 3 or any(float(s) <= 0 for s in spacing):
-        raise InputError(f"{p}: spacing must be three positive numbers (z, y, x) in mm, got {spacing}")
+    if len(spacing) != 3 or not all(np.isfinite(float(s)) and float(s) > 0 for s in spacing):
+        raise InputError(f"{p}: spacing must be three positive, finite numbers (z, y, x) in mm, got {spacing}")
     if data.ndim == 2:
         data = data[None]
     if data.ndim != 3:
@@ -244,6 +259,9 @@ def read_image(path: str | os.PathLike[str], *, spacing: Sequence[float] | None 
         raise InputError(f"{p}: cannot read as an image ({exc})") from exc
     warn(f"{p}: a 2D 8-bit image: grey values, not Hounsfield units", sink)
     sp = tuple(float(s) for s in spacing) if spacing is not None else (1.0, 1.0, 1.0)
+    if len(sp) != 3:
+        raise InputError(f"{p}: spacing must be three numbers (z, y, x) in mm, got {spacing}")
+    check_spacing(sp, p)
     return CTVolume(
         voxels=a[None].astype(np.float32),
         spacing=(sp[0], sp[1], sp[2]),
