@@ -23,14 +23,14 @@ def cmd_info(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", M3LungWarning)  # every warning is printed in the summary below
         vol = _read(args)
-    info = vol.summary()
-    if Path(args.path).is_dir():
-        from m3lung.io import scan_dicom
+        info = vol.summary()
+        if Path(args.path).is_dir():
+            from m3lung.io import scan_dicom
 
-        info["series_found"] = [
-            {"series_uid": s.series_uid, "description": s.description, "modality": s.modality, "images": s.n_slices}
-            for s in scan_dicom(args.path).series
-        ]
+            info["series_found"] = [
+                {"series_uid": s.series_uid, "description": s.description, "modality": s.modality, "images": s.n_slices}
+                for s in scan_dicom(args.path).series
+            ]
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
