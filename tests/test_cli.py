@@ -175,3 +175,12 @@ def test_real_dicom_reads_without_log_spam():
     assert "Invalid value for VR UI" not in r.stderr
     r = subprocess.run([sys.executable, "-m", "m3lung.cli", "-v", "info", folder], capture_output=True, text=True)
     assert r.returncode == 0 and "Invalid value for VR UI" in r.stderr
+
+
+def test_python_dash_m_m3lung():
+    r = subprocess.run([sys.executable, "-m", "m3lung", "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.startswith("m3lung ")
+    r = subprocess.run([sys.executable, "-m", "m3lung", "systems", "--json"], capture_output=True, text=True)
+    systems = json.loads(r.stdout)
+    assert r.returncode == 0 and systems[0]["name"] == "m3lung" and systems[0]["classes"][3] == "CAP"
+    assert [s["name"] for s in systems[0]["stages"]] == ["slice", "patient"] and "slice_cpu" in str(systems)
