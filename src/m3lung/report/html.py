@@ -52,7 +52,7 @@ font-size:.92em}th{background:#f2f2f2}td.num{text-align:right;font-variant-numer
 .trained{border:2px solid #37474f;background:#eceff1;padding:8px 12px;margin:10px 0}
 .warnings{border:2px solid #e65100;background:#fff8e1;padding:8px 12px;margin:10px 0}
 .ok{border:1px solid #9e9e9e;background:#fafafa;padding:6px 12px;margin:10px 0}
-.decision{font-size:1.3em;font-weight:700;margin:.4em 0}.muted{color:#555;font-size:.9em}
+.decision{font-size:1.3em;font-weight:700;margin:.4em 0}.why{margin:.2em 0 .6em}.muted{color:#555;font-size:.9em}
 .gallery{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0;width:260px}
 figure img{width:256px;height:auto;image-rendering:pixelated;border:1px solid #333;display:block}
 figcaption{font-size:.82em;margin-top:3px}.mono{font-family:ui-monospace,Menlo,Consolas,monospace;
@@ -220,6 +220,8 @@ def render_html(
         by = rule_title(str(decided_by), by_doc if isinstance(by_doc, dict) else {}) if decided_by else "—"
         out.append(f'<div class="decision">Screening result: {esc(decision)}</div>')
         out.append(f'<div class="muted">decided by: {esc(by)}</div>')
+        if isinstance(by_doc, dict) and by_doc.get("why"):
+            out.append(f'<div class="why">Why: {esc(by_doc["why"])}.</div>')
     if rules:
         out.append(bar_chart(rules, classes))
         head = "".join(f"<th>{esc(name)}</th>" for name in classes)
@@ -231,6 +233,8 @@ def render_html(
                 note += f" (threshold {num(doc.get('threshold'), 2)})"
             if doc.get("counts") is not None:
                 note += "; slice votes " + ", ".join(esc(v) for v in doc["counts"])
+            if doc.get("why"):
+                note += f"; here: {doc['why']}"
             title = esc(rule_title(key, doc))
             out.append(f"<tr><td>{title}</td>{cells}<td>{esc(doc.get('label'))}</td><td>{esc(note)}</td></tr>")
         out.append("</table>")

@@ -51,8 +51,9 @@ class RuleResult:
     """One patient-level decision rule's answer.
 
     probs : (K,) probabilities over the system's classes. label : the class name it gives.
-    title / note : how the report names and explains the rule. details : rule-specific JSON-able
-    values written with it (e.g. ``counts``, ``threshold``).
+    title / note : how the report names the rule and what it computes. why : one sentence on why it gives
+    ``label`` for this study (shown under the decision; needed where the label is not the most probable
+    class, as with the non-parametric rule). details : rule-specific JSON-able values (``counts``, ...).
     """
 
     probs: np.ndarray
@@ -60,6 +61,7 @@ class RuleResult:
     title: str = ""
     note: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    why: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,7 @@ class RuleResult:
             **self.details,
             "title": self.title,
             "note": self.note,
+            **({"why": self.why} if self.why else {}),
         }
 
 

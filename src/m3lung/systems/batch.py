@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import socket
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,10 +144,8 @@ def screen_many(
             continue
         try:
             _remove_leftovers(root, study.study_id)
-            t0 = time.perf_counter()
             try:
                 report = screener.screen(study.path, **(read_options or {}))
-                report.data["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
                 report.write(target, overwrite=True)
             except (KeyboardInterrupt, SystemExit):
                 raise

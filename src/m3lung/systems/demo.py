@@ -63,10 +63,10 @@ def run_demo(
 
     t0 = time.perf_counter()
     screener = Screener(weights or demo_weights(), device="cpu")
+    t_load = time.perf_counter() - t0
     report = screener.screen(vol)
-    report.data["timings_s"]["total"] = round(time.perf_counter() - t0, 3)
     target = report.write(out_dir / "screen" / study.patient_id, overwrite=True)
-    t_screen = time.perf_counter() - t0
+    t_screen = report.data["timings_s"]["total"]
 
     probs = report.probs
     truth_share = _true_share(study)
@@ -77,13 +77,17 @@ def run_demo(
         f"{len(study.lesions)} lesion(s) on {int(study.slice_labels.sum())} slice(s)",
         f"  written    {paths['ct']} (DICOM, shuffled file names) in {t_make:.1f} s; read back identical in "
         f"{t_read:.2f} s",
-        f"  screened   in {t_screen:.1f} s: {report.label} ("
+        f"  screened   in {t_screen:.1f} s (weights loaded in {t_load:.1f} s): {report.label} ("
         + ", ".join(f"{k} {v:.2f}" for k, v in probs.items())
         + f"; decided by the {report.data['patient']['decided_by']})",
         f"  rules      non-parametric: {report.data['patient']['nonparametric']['label']}, "
         f"max pooling: {report.data['patient']['maxpool']['label']}",
         f"  infected   {report.data['infected_share']:.1%} of the lung by the lesion maps (phantom truth "
-        f"{truth_share:.1%})",
+        f"{truth_share:.1%}; an estimate read off weakly supervised maps, which the small demo weights draw "
+        "coarse and faint, so it falls well under the truth here)"
+        if report.data["infected_share"] < 0.5 * truth_share
+        else f"  infected   {report.data['infected_share']:.1%} of the lung by the lesion maps (phantom truth "
+        f"{truth_share:.1%}; an estimate read off weakly supervised maps)",
         f"  outputs    {target}/report.html, report.json, lesion_map.nii.gz",
     ]
     return "\n".join(lines)

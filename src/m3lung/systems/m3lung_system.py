@@ -371,14 +371,29 @@ class M3LungSystem(System):
                 probs = self.patient_net(feats, mask).probs.float().cpu().numpy()[0]
             rules["network"] = self._rule("network", probs, CLASSES[int(probs.argmax())])
         timings["patient"] = round(time.perf_counter() - t0, 3)
+        t = self.options.threshold
+        healthy = float(npa.probs[0])
         rules["nonparametric"] = self._rule(
             "nonparametric",
             npa.probs,
             CLASSES[npa.label],
             counts=[int(c) for c in npa.counts],
-            threshold=self.options.threshold,
+            threshold=t,
+            why=f"{healthy:.0%} of the {n} slices vote Healthy, more than T = {t:.0%}: Healthy"
+            if npa.label == 0
+            else f"only {healthy:.0%} of the {n} slices vote Healthy, not more than T = {t:.0%}, so the scan is "
+            f"not Healthy: the disease with the most slice votes is the answer, {CLASSES[npa.label]}",
         )
-        rules["maxpool"] = self._rule("maxpool", mp.probs, CLASSES[mp.label], threshold=self.options.maxpool_threshold)
+        m = self.options.maxpool_threshold
+        rules["maxpool"] = self._rule(
+            "maxpool",
+            mp.probs,
+            CLASSES[mp.label],
+            threshold=m,
+            why=f"no disease reaches {m:g} on any slice: Healthy"
+            if mp.label == 0
+            else f"{CLASSES[mp.label]} has the highest slice probability of the diseases, above {m:g}",
+        )
         decided_by = "network" if rules["network"] is not None else "nonparametric"
         decision = rules[decided_by]
         assert decision is not None
@@ -410,10 +425,9 @@ class M3LungSystem(System):
         )
 
     @staticmethod
-    def _rule(name: str, probs: np.ndarray, label: str, **details: Any) -> RuleResult:
-        return RuleResult(
-            probs=np.asarray(probs), label=label, title=RULE_TITLES[name], note=RULE_NOTES[name], details=details
-        )
+    def _rule(name: str, probs: np.ndarray, label: str, *, why: str = "", **details: Any) -> RuleResult:
+        p = np.asarray(probs)
+        return RuleResult(p, label, title=RULE_TITLES[name], note=RULE_NOTES[name], details=details, why=why)
 
     def _weights(self) -> dict[str, Any]:
         slice_prov = self.slice_doc.get("provenance", {})
