@@ -81,3 +81,17 @@ def test_imagenet_from_empty_cache_warns_and_never_downloads(tmp_path, monkeypat
     torch.save(tvm.resnet18(weights=None).state_dict(), tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth")
     _, init = build_slice_net(CFG, "imagenet")
     assert init["init"] == "pretrained" and init["path"].endswith("resnet18-f37072fd.pth")
+
+
+def test_empty_or_incomplete_checkpoints_are_one_line_errors(tmp_path):
+    from m3lung.train.checkpoint import CHECKPOINT_FORMAT
+
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(WeightsError, match="cannot load as weights"):
+        load_checkpoint(tmp_path / "empty.pt")
+    torch.save({"format": CHECKPOINT_FORMAT, "kind": "slice_net", "state_dict": {}}, tmp_path / "noconf.pt")
+    with pytest.raises(WeightsError, match="holds no model config"):
+        load_checkpoint(tmp_path / "noconf.pt")
+    torch.save({"format": CHECKPOINT_FORMAT, "kind": "slice_net", "config": {}}, tmp_path / "nosd.pt")
+    with pytest.raises(WeightsError, match="holds no state_dict"):
+        load_checkpoint(tmp_path / "nosd.pt")

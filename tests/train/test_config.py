@@ -65,3 +65,17 @@ def test_overrides_and_errors():
     with pytest.raises(InputError, match="key=value"):
         apply_overrides({}, ["oops"])
     assert from_dict(SliceRecipe, {}).model.backbone == "resnet50"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.epochs=-1", "train.epochs must be at least 1"),
+        ("train.batch_size=0", "train.batch_size must be at least 1"),
+        ("train.samples_per_epoch=0", "train.samples_per_epoch must be at least 1"),
+        ("train.optim.lr=0", "train.optim.lr must be positive"),
+    ],
+)
+def test_impossible_training_settings_are_one_line_errors(override, message):
+    with pytest.raises(InputError, match=message):
+        load_slice_recipe("slice_tiny", [override])

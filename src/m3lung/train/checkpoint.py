@@ -87,7 +87,8 @@ def _safe_load(path: str | os.PathLike[str]) -> Any:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(
-            f"{p}: cannot load as weights ({type(exc).__name__}: {str(exc).splitlines()[0]}). Only files of "
+            f"{p}: cannot load as weights ({type(exc).__name__}: {(str(exc).splitlines() or ['no message'])[0]}). "
+            "Only files of "
             "tensors and plain values are accepted (torch.load weights_only=True); re-save the state dict."
         ) from exc
 

@@ -76,6 +76,13 @@ class TrainConfig:
     ema: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "eval_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name} must be at least 1, got {getattr(self, name)}")
+        if self.samples_per_epoch is not None and self.samples_per_epoch < 1:
+            raise ValueError(f"train.samples_per_epoch must be at least 1 (or null), got {self.samples_per_epoch}")
+        if not self.optim.lr > 0:
+            raise ValueError(f"train.optim.lr must be positive, got {self.optim.lr}")
         if not 0.0 <= self.ema < 1.0:
             raise ValueError(f"train.ema must be 0 (off) or a decay in (0, 1), got {self.ema}")
 
