@@ -184,3 +184,11 @@ def test_python_dash_m_m3lung():
     systems = json.loads(r.stdout)
     assert r.returncode == 0 and systems[0]["name"] == "m3lung" and systems[0]["classes"][3] == "CAP"
     assert [s["name"] for s in systems[0]["stages"]] == ["slice", "patient"] and "slice_cpu" in str(systems)
+
+
+def test_library_warnings_are_one_line(capsys):
+    from m3lung.cli import _show_warning
+
+    _show_warning("pixdim[1,2,3] should be\n non-zero", UserWarning, "/x/site-packages/nibabel/nifti1.py", 3)
+    err = capsys.readouterr().err
+    assert err == "m3lung: warning: pixdim[1,2,3] should be non-zero (UserWarning from nibabel)\n"

@@ -16,6 +16,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from m3lung._version import __version__
@@ -29,10 +30,13 @@ log = logging.getLogger("m3lung")
 def _show_warning(
     message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None
 ) -> None:
+    """Every warning as one line: ``m3lung: warning: ...``; a library's own (nibabel, pydicom...) names its kind."""
+    text = " ".join(str(message).split())
     if issubclass(category, M3LungWarning):
-        print(f"m3lung: warning: {message}", file=sys.stderr)
+        print(f"m3lung: warning: {text}", file=sys.stderr)
     else:
-        print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr, end="")
+        origin = Path(filename).parent.name if filename else "?"
+        print(f"m3lung: warning: {text} ({category.__name__} from {origin})", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
