@@ -2,12 +2,14 @@
 
 * :class:`SliceRecipe` — a whole training run as typed configuration (YAML under ``recipes/``).
 * :class:`SliceTask` — what the training engine needs: augmented batches (random window centre in
-  [-700, -500] HU and random horizontal flips, drawn from the seed, the epoch and the row), the
-  multi-task loss CE(4-class) + w·CE(lesion) and the validation figures.
+  [-700, -500] HU and random horizontal flips, drawn from the seed, the epoch and the row:
+  :mod:`m3lung.train.augment`), the multi-task loss CE(4-class) + w·CE(lesion) and the validation
+  figures (:mod:`m3lung.evaluate.slices`).
 * :func:`predict_crops` / :class:`SlicePredictor` — inference on every slice, running the three
   window centres -700/-600/-500 and averaging probabilities, maps and features (§1.1), batched,
   under ``torch.inference_mode``, on CPU or CUDA.
-* :func:`train_slice` — the ``m3lung train slice`` command: data, training, test-set evaluation.
+* :func:`train_slice` — the ``m3lung train slice`` command: data (:mod:`m3lung.data.splits`), training
+  (:class:`m3lung.train.run.TrainingRun`), test-set evaluation.
 """
 
 from __future__ import annotations
