@@ -91,7 +91,7 @@ def training(backbone: str, size: int, batch: int, device: torch.device, repeat:
 
 def augmentation(size: int, batch: int, device: torch.device, repeat: int) -> float:
     """Slices/s of the optional random rotation/zoom/shift (``data.rotate/scale/shift``) on a batch."""
-    from m3lung.systems.m3lung import random_affine
+    from m3lung.train.augment import random_affine
 
     x = torch.rand(batch, 1, size, size, device=device)
     g = torch.Generator().manual_seed(0)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from m3lung.data.slices import SliceTable
 from m3lung.io import CTVolume, SourceInfo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,3 +67,19 @@ def make_volume(voxels: np.ndarray, spacing=(2.0, 0.7, 0.7), **kw) -> CTVolume:
         ),
     )
     return CTVolume(voxels=voxels, spacing=spacing, origin=(-30.0, -40.0, 100.0), **kw)
+
+
+def slice_table(n: int = 12, size: int = 16) -> SliceTable:
+    """A small slice table of two scans (n / 2 slices each): scan 0 Healthy and lesion-free, scan 1
+    COVID-19 with a lesion on every slice; random HU, no masks."""
+    rng = np.random.default_rng(0)
+    return SliceTable(
+        cases=[],
+        hu=rng.uniform(-1000, 100, (n, size, size)).astype(np.float16),
+        lesion=np.r_[np.zeros(n // 2), np.ones(n - n // 2)].astype(np.int8),
+        patient=np.repeat([0, 1], n // 2),
+        label=np.repeat([0, 1], n // 2),
+        index=np.tile(np.arange(n // 2), 2),
+        masks=None,
+        size=size,
+    )

@@ -12,12 +12,7 @@ from m3lung.data.features import FeatureCache
 from m3lung.data.slices import synthetic_cases
 from m3lung.errors import InputError
 from m3lung.models import PatientNet, PatientNetConfig, pad_features
-from m3lung.systems.m3lung_patient import (
-    evaluate_patients,
-    extract_features,
-    load_patient_recipe,
-    rule_figures,
-)
+from m3lung.systems.m3lung_patient import evaluate_patients, extract_features, load_patient_recipe
 from m3lung.train.checkpoint import WeightsError, load_checkpoint, load_system, save_model, save_system
 
 pytestmark = pytest.mark.slow
@@ -84,16 +79,6 @@ def test_patient_run_outputs_and_split(tiny_system):
     assert slice_doc["weights_hash"] == load_checkpoint(tiny_system / "slice" / "best.pt")["weights_hash"]
     assert patient_doc is not None and patient_doc["weights_hash"] == res["weights_hash"]
     assert patient_doc["config"]["feature_dim"] == 768  # taken from the cache, whatever the recipe said
-
-
-def test_rule_figures_match_the_published_matrix():
-    c = np.array([[99, 2, 1, 0], [1, 95, 0, 0], [0, 0, 41, 0], [7, 3, 0, 43]])
-    y = np.repeat(np.arange(4), c.sum(1))
-    pred = np.concatenate([np.repeat(np.arange(4), row) for row in c])
-    figs = rule_figures(y, pred)
-    assert figs["confusion"] == c.tolist()
-    assert round(100 * figs["acc"], 2) == 95.21 and round(100 * figs["fpe"], 2) == 2.94
-    assert round(100 * figs["fne"], 2) == 4.21 and round(100 * figs["fdpe"], 2) == 1.58
 
 
 def test_evaluate_without_network_and_padding(tiny_system):

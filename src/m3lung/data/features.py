@@ -47,6 +47,15 @@ class ScanFeatures:
         return int(self.features.shape[1])
 
 
+def mean_windows(scan: ScanFeatures) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Features (N, F) float32, p_multi (N, 4) and p_lesion (N, 2) (or None) averaged over the cached
+    window centres of ``scan``."""
+    f = scan.features.astype(np.float32).mean(0)
+    pm = scan.p_multi.mean(0)
+    pl = scan.p_lesion.mean(0) if scan.p_lesion is not None else None
+    return f, pm, pl
+
+
 class FeatureCache:
     """Read and extend a feature cache folder (see the module docstring)."""
 

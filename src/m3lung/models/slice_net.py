@@ -26,21 +26,22 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from m3lung.explain.lesion_maps import (
+    flip_average,
+    minmax_normalise,
+    prototype_similarity,
+    stitch_shifts,
+    upsample_map,
+)
+from m3lung.models.backbones import backbone_spec, make_backbone
+from m3lung.models.layers import stem_pool, widen_conv
 
 Backbone = Literal["resnet10n", "resnet10h", "resnet10", "resnet18", "resnet34", "resnet50"]
 Variant = Literal["vanilla", "multitask", "attention", "full"]
 VARIANTS: tuple[str, ...] = ("vanilla", "multitask", "attention", "full")
 MAP_PROTOTYPES: tuple[str, ...] = ("with_lesion", "contrast")
-_CHANNELS = {
-    "resnet10n": (64, 128),
-    "resnet10h": (128, 256),
-    "resnet10": (256, 512),
-    "resnet18": (256, 512),
-    "resnet34": (256, 512),
-    "resnet50": (1024, 2048),
-}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -118,8 +119,7 @@ class SliceNetConfig:
                 f"map_shifts must be 1, 2, 4 or 8 and divide the ResBlock3 stride {self.f3_stride}, "
                 f"got {self.map_shifts!r}"
             )
-        if self.backbone not in _CHANNELS:
-            raise ValueError(f"backbone must be one of {sorted(_CHANNELS)}, got {self.backbone!r}")
+        backbone_spec(self.backbone)  # a ValueError naming the known backbones
         if self.variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {self.variant!r}")
         if self.similarity not in ("dot", "cosine"):
@@ -146,7 +146,7 @@ class SliceNetConfig:
 
     @property
     def feature_dim(self) -> int:
-        c3, c4 = _CHANNELS[self.backbone]
+        c3, c4 = backbone_spec(self.backbone).channels
         return c3 + c4
 
     def to_dict(self) -> dict[str, Any]:
@@ -197,159 +197,6 @@ def coordinate_maps(
     return torch.stack([x, y, torch.sqrt(x * x + y * y)])
 
 
-def _resample_matrix(n_out: int, n_in: int, n_cells: int, stride: int, device: torch.device) -> torch.Tensor:
-    """(n_out, n_cells) linear-interpolation weights from a stride-``stride`` feature axis to an output axis.
-
-    Output pixel ``x`` of an axis of ``n_out`` pixels covering an input axis of ``n_in`` pixels sits at
-    input coordinate ``u = (x + 0.5) * n_in / n_out - 0.5`` (pixel centres); feature cell ``i`` of a
-    ResNet with total stride ``stride`` is centred on input pixel ``stride * i`` (every stride-2 layer,
-    padded, maps its output j to input 2j). Beyond the first and last cell the edge value is kept.
-    """
-    u = (torch.arange(n_out, device=device, dtype=torch.float32) + 0.5) * (n_in / n_out) - 0.5
-    c = (u / stride).clamp(0, n_cells - 1)
-    cells = torch.arange(n_cells, device=device, dtype=torch.float32)
-    return (1 - (c[:, None] - cells[None, :]).abs()).clamp(min=0)
-
-
-def upsample_map(maps: torch.Tensor, size: tuple[int, int], input_size: tuple[int, int], stride: int) -> torch.Tensor:
-    """Bilinear resampling of (B, h, w) feature-grid maps to ``size``, each cell placed on its receptive
-    field's centre in an input of ``input_size`` pixels (``stride * i``, not ``F.interpolate``'s
-    ``stride * i + (stride - 1) / 2``, which moves the map half a cell down and to the right)."""
-    h, w = maps.shape[-2:]
-    ry = _resample_matrix(size[0], input_size[0], h, stride, maps.device)
-    rx = _resample_matrix(size[1], input_size[1], w, stride, maps.device)
-    return torch.einsum("yi,bij,xj->byx", ry, maps.float(), rx)
-
-
-def _minmax(a: torch.Tensor) -> torch.Tensor:
-    """Min-max normalise each (h, w) map of a (B, h, w) tensor to [0, 1] (constant maps become 0)."""
-    flat = a.flatten(1)
-    lo = flat.min(dim=1, keepdim=True).values
-    hi = flat.max(dim=1, keepdim=True).values
-    return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(a)
-
-
-def _widen_conv(conv: nn.Conv2d, extra: int) -> nn.Conv2d:
-    """A copy of ``conv`` with ``extra`` more input channels whose weights are zero."""
-    new = nn.Conv2d(
-        conv.in_channels + extra,
-        conv.out_channels,
-        kernel_size=conv.kernel_size,  # type: ignore[arg-type]
-        stride=conv.stride,  # type: ignore[arg-type]
-        padding=conv.padding,  # type: ignore[arg-type]
-        dilation=conv.dilation,  # type: ignore[arg-type]
-        groups=conv.groups,
-        bias=conv.bias is not None,
-    )
-    with torch.no_grad():
-        new.weight.zero_()
-        new.weight[:, : conv.in_channels] = conv.weight
-        if conv.bias is not None:
-            assert new.bias is not None
-            new.bias.copy_(conv.bias)
-    return new
-
-
-class _ChannelsLastMaxPool(torch.autograd.Function):
-    """Max pooling with indices of a contiguous NCHW CPU tensor: forward through a channels-last copy
-    (torch's NCHW kernel with indices took 22 ms on the ``slice_cpu`` stem's (16, 16, 128, 128) batch
-    on an AVX2 CPU, the copy + channels-last kernel + copy back 14 ms), backward by the NCHW kernel
-    (the channels-last backward is the slower one). Values, indices and gradients are the native op's."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, kernel: int, stride: int, padding: int) -> torch.Tensor:
-        y, idx = torch.ops.aten.max_pool2d_with_indices(
-            x.contiguous(memory_format=torch.channels_last), [kernel] * 2, [stride] * 2, [padding] * 2
-        )
-        idx = idx.contiguous()
-        ctx.save_for_backward(x, idx)
-        ctx.geometry = (kernel, stride, padding)
-        return y.contiguous()
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
-        x, idx = ctx.saved_tensors
-        k, s, p = ctx.geometry
-        gx = torch.ops.aten.max_pool2d_with_indices_backward(
-            grad.contiguous(), x, [k] * 2, [s] * 2, [p] * 2, [1, 1], False, idx
-        )
-        return gx, None, None, None
-
-
-class StemMaxPool(nn.Module):
-    """The ResNet stem's 3x3 stride-2 max pool, faster on the CPU.
-
-    In training on the CPU torch's NCHW max pool with indices took about 11 % of a ``slice_cpu`` step
-    (AVX2 CPU, torch profiler); :class:`_ChannelsLastMaxPool` computes the same values and gradients
-    in about 60 % of the time, a training step about 5 % faster (benchmarks/bench_slice_net.py).
-    Without gradients (inference keeps no indices and is fast already), on CUDA or on a
-    channels-last input it is the native op. No parameters: checkpoints are unchanged.
-    """
-
-    def __init__(self, kernel_size: int = 3, stride: int = 2, padding: int = 1) -> None:
-        super().__init__()
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, s, p = self.kernel_size, self.stride, self.padding
-        cpu_nchw = x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous() and x.shape[1] > 1
-        if not (cpu_nchw and torch.is_grad_enabled() and x.requires_grad):
-            return F.max_pool2d(x, k, s, p)
-        out: torch.Tensor = _ChannelsLastMaxPool.apply(x, k, s, p)
-        return out
-
-
-def _stem_pool(pool: nn.Module) -> nn.Module:
-    """``StemMaxPool`` in place of torchvision's stem max pool (3x3, stride 2, padding 1)."""
-    from torch.nn.modules.utils import _pair
-
-    geometry = (pool.kernel_size, pool.stride, pool.padding, pool.dilation) if isinstance(pool, nn.MaxPool2d) else ()
-    torchvision_stem = [_pair(v) for v in geometry] == [(3, 3), (2, 2), (1, 1), (1, 1)]
-    if torchvision_stem and not pool.ceil_mode and not pool.return_indices:
-        return StemMaxPool(3, 2, 1)
-    return pool
-
-
-def _narrow_resnet10(widths: tuple[int, int, int, int]) -> nn.Module:
-    """torchvision's ResNet-10 layout (one basic block per stage) with other stage widths."""
-    from torchvision import models as tvm
-
-    net = tvm.resnet.ResNet(tvm.resnet.BasicBlock, [1, 1, 1, 1])
-    net.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
-    net.bn1 = nn.BatchNorm2d(widths[0])
-    layers = []
-    inplanes = widths[0]
-    for i, w in enumerate(widths):
-        stride = 1 if i == 0 else 2
-        down = None
-        if stride != 1 or inplanes != w:
-            down = nn.Sequential(nn.Conv2d(inplanes, w, 1, stride=stride, bias=False), nn.BatchNorm2d(w))
-        layers.append(nn.Sequential(tvm.resnet.BasicBlock(inplanes, w, stride, down)))
-        inplanes = w
-    net.layer1, net.layer2, net.layer3, net.layer4 = layers
-    net.fc = nn.Linear(widths[3], 1000)
-    for m in net.modules():  # torchvision's initialisation
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-    return net
-
-
-def make_backbone(name: str) -> nn.Module:
-    """A randomly initialised torchvision ResNet by name (``resnet10``: one basic block per stage)."""
-    from torchvision import models as tvm
-
-    if name == "resnet10":
-        return tvm.resnet.ResNet(tvm.resnet.BasicBlock, [1, 1, 1, 1])
-    if name == "resnet10n":
-        return _narrow_resnet10((16, 32, 64, 128))
-    if name == "resnet10h":
-        return _narrow_resnet10((32, 64, 128, 256))
-    if name not in _CHANNELS:
-        raise ValueError(f"backbone must be one of {sorted(_CHANNELS)}, got {name!r}")
-    net: nn.Module = getattr(tvm, name)(weights=None)
-    return net
-
-
 class SliceNet(nn.Module):
     """The slice-level network; ``forward(x)`` takes (B, 1 or 3, H, W) windowed slices in [0, 1]."""
 
@@ -357,7 +204,7 @@ class SliceNet(nn.Module):
         super().__init__()
         self.config = config
         net: Any = backbone if backbone is not None else make_backbone(config.backbone)
-        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, _stem_pool(net.maxpool))
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, stem_pool(net.maxpool))
         self.layer1: nn.Module = net.layer1
         self.layer2: nn.Module = net.layer2
         self.layer3: nn.Module = net.layer3
@@ -366,13 +213,13 @@ class SliceNet(nn.Module):
             for m in self.layer3[0].modules():
                 if isinstance(m, nn.Conv2d) and m.stride == (2, 2):
                     m.stride = (1, 1)
-        c3, c4 = _CHANNELS[config.backbone]
+        c3, c4 = backbone_spec(config.backbone).channels
         extra = (1 if config.attention else 0) + (3 if config.coords else 0)
         if extra:
             block: Any = net.layer4[0]
-            block.conv1 = _widen_conv(block.conv1, extra)
+            block.conv1 = widen_conv(block.conv1, extra)
             if block.downsample is not None:
-                block.downsample[0] = _widen_conv(block.downsample[0], extra)
+                block.downsample[0] = widen_conv(block.downsample[0], extra)
         self.lesion_head: nn.Linear | None = nn.Linear(c3, 2) if config.multitask else None
         self.classifier = nn.Linear(c4, config.num_classes)
         self.mean: torch.Tensor
@@ -403,19 +250,14 @@ class SliceNet(nn.Module):
     def _prototype_map(self, f3: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
         """Similarity between the lesion head's weight row ``cls`` (B,) and f3 at every position: (B, h, w)."""
         assert self.lesion_head is not None
-        w = self.lesion_head.weight[cls]  # (B, C3)
-        if self.config.similarity == "cosine":
-            return torch.einsum("bc,bchw->bhw", F.normalize(w, dim=1), F.normalize(f3, dim=1))
-        return torch.einsum("bc,bchw->bhw", w, f3)
+        return prototype_similarity(f3, self.lesion_head.weight[cls], similarity=self.config.similarity)
 
     def _map_similarity(self, f3: torch.Tensor, prototype: str) -> torch.Tensor:
         """The raw (not yet normalised) lesion map (B, h, w) drawn by ``prototype`` on ``f3``."""
         assert self.lesion_head is not None
         if prototype == "contrast":
             w = self.lesion_head.weight[1] - self.lesion_head.weight[0]
-            if self.config.similarity == "cosine":
-                return torch.einsum("c,bchw->bhw", F.normalize(w, dim=0), F.normalize(f3, dim=1))
-            return torch.einsum("c,bchw->bhw", w, f3)
+            return prototype_similarity(f3, w, similarity=self.config.similarity)
         with_lesion = torch.ones(f3.shape[0], dtype=torch.long, device=f3.device)
         return self._prototype_map(f3, with_lesion)
 
@@ -431,19 +273,8 @@ class SliceNet(nn.Module):
                 "map_shifts > 1 and map_flip draw the lesion map with extra passes, which in training mode would "
                 "update the BatchNorm statistics: call the network with draw_map=False while training, or eval() it"
             )
-        if k > 1:
-            step = self.map_stride
-            b, h, w = sim.shape
-            fine = sim.new_empty(b, h * k, w * k)
-            for a in range(k):
-                for c in range(k):
-                    if a == 0 and c == 0:
-                        fine[:, ::k, ::k] = sim
-                        continue
-                    xs = F.pad(x, (0, c * step, 0, a * step), mode="replicate")[:, :, a * step :, c * step :]
-                    fine[:, a::k, c::k] = self._map_similarity(self._f3(xs), prototype).float()
-            sim = fine
-        return _minmax(sim)
+        fine = stitch_shifts(x, sim, k, self.map_stride, lambda xs: self._map_similarity(self._f3(xs), prototype))
+        return minmax_normalise(fine)
 
     def forward(
         self,
@@ -479,7 +310,7 @@ class SliceNet(nn.Module):
                         mirrored = self._lesion_map(xm, self._f3(xm), prototype)
             if self.config.attention:  # gradients flow through the map ResBlock4 reads (choice)
                 predicted = lesion_logits.argmax(dim=1)
-                attention = _minmax(self._prototype_map(f3, predicted))
+                attention = minmax_normalise(self._prototype_map(f3, predicted))
                 inputs.append(attention.unsqueeze(1).to(f3.dtype))
         if self.config.coords:
             h, w = f3.shape[2:]
@@ -492,8 +323,9 @@ class SliceNet(nn.Module):
             size = map_size or (x.shape[2], x.shape[3])
             lesion_map = upsample_map(lesion_map, size, (x.shape[2], x.shape[3]), self.map_stride)
             if mirrored is not None:
-                back = upsample_map(mirrored, size, (x.shape[2], x.shape[3]), self.map_stride).flip(-1)
-                lesion_map = _minmax((lesion_map + back) / 2)
+                lesion_map = flip_average(
+                    lesion_map, upsample_map(mirrored, size, (x.shape[2], x.shape[3]), self.map_stride)
+                )
         return SliceOutput(
             class_logits=class_logits,
             lesion_logits=lesion_logits,

@@ -2,12 +2,14 @@
 
 * :class:`SliceRecipe` — a whole training run as typed configuration (YAML under ``recipes/``).
 * :class:`SliceTask` — what the training engine needs: augmented batches (random window centre in
-  [-700, -500] HU and random horizontal flips, drawn from the seed, the epoch and the row), the
-  multi-task loss CE(4-class) + w·CE(lesion) and the validation figures.
+  [-700, -500] HU and random horizontal flips, drawn from the seed, the epoch and the row:
+  :mod:`m3lung.train.augment`), the multi-task loss CE(4-class) + w·CE(lesion) and the validation
+  figures (:mod:`m3lung.evaluate.slices`).
 * :func:`predict_crops` / :class:`SlicePredictor` — inference on every slice, running the three
   window centres -700/-600/-500 and averaging probabilities, maps and features (§1.1), batched,
   under ``torch.inference_mode``, on CPU or CUDA.
-* :func:`train_slice` — the ``m3lung train slice`` command: data, training, test-set evaluation.
+* :func:`train_slice` — the ``m3lung train slice`` command: data (:mod:`m3lung.data.splits`), training
+  (:class:`m3lung.train.run.TrainingRun`), test-set evaluation.
 """
 
 from __future__ import annotations
@@ -28,19 +30,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from m3lung.classes import CLASSES
-from m3lung.data.slices import (
-    Case,
-    SliceTable,
-    build_slice_table,
-    covidctmd_cases,
-    split_by_patient,
-    synthetic_cases,
-    training_rows,
-)
+from m3lung.data.infnet import read_infnet
+from m3lung.data.sampling import height_matching_weights, relative_height, select_training_rows
+from m3lung.data.slices import Case, SliceTable, covidctmd_cases, synthetic_cases
+from m3lung.data.splits import split_slice_tables
 from m3lung.errors import InputError, M3LungWarning
-from m3lung.evaluate import accuracy, confusion_matrix, dice, one_vs_rest_auc, pointing_game, roc_auc
+from m3lung.evaluate import roc_auc
+from m3lung.evaluate.slices import (
+    accuracy_breakdown,
+    class_figures,
+    map_figures,
+    pointing_game_by_class,
+    pointing_game_chance,
+    positions_in,
+)
 from m3lung.io import CTVolume
-from m3lung.io.atomic import write_text_atomic
 from m3lung.models import SliceNet, SliceNetConfig
 from m3lung.preprocess import (
     PAPER_CENTRE_RANGE,
@@ -49,15 +53,15 @@ from m3lung.preprocess import (
     LungCrop,
     LungCropConfig,
     lung_crop,
-    unwindow,
     window_torch,
 )
+from m3lung.train.augment import augment_slices, draw_augmentation, is_geometric
 from m3lung.train.checkpoint import build_slice_net, load_checkpoint, load_state_checked, slice_net_from
-from m3lung.train.config import TrainConfig, apply_overrides, from_dict, load_recipe_data, to_dict
-from m3lung.train.engine import fit, pick_device, seed_everything
+from m3lung.train.config import TrainConfig, apply_overrides, from_dict, load_recipe_data
+from m3lung.train.engine import pick_device, seed_everything
+from m3lung.train.run import TrainingRun, write_results
 
 log = logging.getLogger(__name__)
-CLASS_NAMES = CLASSES
 
 
 # ------------------------------------------------------------------------------------------ recipe
@@ -342,49 +346,6 @@ class SliceChunk:
 
 
 # ------------------------------------------------------------------------------------------ task
-def relative_height(table: SliceTable, rows: np.ndarray) -> np.ndarray:
-    """Each row's height in its scan, 0 (first slice, feet end) to 1 (last slice, head end)."""
-    n = np.bincount(table.patient, minlength=int(table.patient.max()) + 1)[table.patient[rows]]
-    return table.index[rows] / np.maximum(n - 1, 1)
-
-
-def height_matching_weights(table: SliceTable, rows: np.ndarray, cls: np.ndarray, bins: int) -> np.ndarray:
-    """Factors (mean 1 within Healthy) that make the Healthy rows' height histogram that of the others.
-
-    Rows of other classes get 1. A height bin with no Healthy slice cannot be matched and stays
-    unweighted by the others; a bin with no diseased slice gets (almost) no Healthy draws.
-    """
-    b = np.minimum((relative_height(table, rows) * bins).astype(np.int64), bins - 1)
-    healthy = cls == 0
-    out = np.ones(rows.size)
-    if healthy.all() or not healthy.any():
-        return out
-    h = np.bincount(b[healthy], minlength=bins).astype(np.float64)
-    d = np.bincount(b[~healthy], minlength=bins).astype(np.float64)
-    target = (d + 1e-3 * d.sum() / bins) / (d.sum() * (1 + 1e-3))  # a floor keeps every bin drawable
-    ratio = np.divide(target, h / h.sum(), out=np.zeros(bins), where=h > 0)
-    out[healthy] = ratio[b[healthy]]
-    out[healthy] /= out[healthy].mean()
-    return out
-
-
-def random_affine(x: torch.Tensor, angle: torch.Tensor, zoom: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Rotate (radians), zoom (>1 enlarges) and move (fractions of the side, (B, 2) as x, y) a batch
-    ``x`` (B, C, H, W) of windowed slices, one bilinear resampling for the whole batch; zeros (air)
-    fill what comes in from outside."""
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    # the sampling grid maps output to input coordinates in [-1, 1]: the inverse of the wanted motion
-    theta = torch.stack(
-        [
-            torch.stack([cos, -sin, -2.0 * shift[:, 0]], dim=1),
-            torch.stack([sin, cos, -2.0 * shift[:, 1]], dim=1),
-        ],
-        dim=1,
-    ).to(x.dtype)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
 class SliceTask:
     """Training task of the slice network on a :class:`SliceTable` (see the module docstring)."""
 
@@ -400,7 +361,7 @@ class SliceTask:
     ) -> None:
         self.recipe = recipe
         self.table = train
-        self.rows, self.cls, self.les = _select(train, train_rows)
+        self.rows, self.cls, self.les = select_training_rows(train, train_rows)
         if self.rows.size == 0:
             raise InputError("no training slices: no healthy scan and no slice with a lesion in the training set")
         self.val = val
@@ -421,45 +382,29 @@ class SliceTask:
         """Every training slice's random window centre, flip and geometry for ``epoch`` (drawn once)."""
         if self._epoch_cache is None or self._epoch_cache[0] != epoch:
             d = self.recipe.data
-            n = self.rows.size
-            rng = np.random.default_rng([self.recipe.train.seed, epoch, 104729])
-            lo, hi = d.centre_range
-            draws = {
-                "centres": rng.uniform(lo, hi, size=n).astype(np.float32),
-                "flips": rng.random(n) < 0.5 if d.flip else np.zeros(n, bool),
-            }
-            if self.geometric:
-                # a second stream, so that switching geometry on leaves the centres and flips as they were
-                geo = np.random.default_rng([self.recipe.train.seed, epoch, 7919])
-                draws["angle"] = np.deg2rad(geo.uniform(-d.rotate, d.rotate, n)).astype(np.float32)
-                draws["zoom"] = np.exp(geo.uniform(np.log(d.scale[0]), np.log(d.scale[1]), n)).astype(np.float32)
-                draws["shift"] = geo.uniform(-d.shift, d.shift, (n, 2)).astype(np.float32)
+            draws = draw_augmentation(
+                self.rows.size,
+                seed=self.recipe.train.seed,
+                epoch=epoch,
+                centre_range=d.centre_range,
+                flip=d.flip,
+                rotate=d.rotate,
+                scale=d.scale,
+                shift=d.shift,
+            )
             self._epoch_cache = (epoch, draws)
         return self._epoch_cache[1]
 
     @property
     def geometric(self) -> bool:
         d = self.recipe.data
-        return d.rotate > 0 or d.scale != (1.0, 1.0) or d.shift > 0
+        return is_geometric(rotate=d.rotate, scale=d.scale, shift=d.shift)
 
     def batch(
         self, rows: np.ndarray, epoch: int, device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        draws = self._augment(epoch)
-        hu = torch.from_numpy(self.table.hu[self.rows[rows]].astype(np.float32))
-        width = self.recipe.data.width
-        c = torch.from_numpy(draws["centres"][rows]).view(-1, 1, 1)
-        x = window_torch(hu, c, width)
-        f = torch.from_numpy(draws["flips"][rows])
-        x[f] = x[f].flip(-1)
-        x = x.unsqueeze(1).to(device)
-        if self.geometric:
-            x = random_affine(
-                x,
-                torch.from_numpy(draws["angle"][rows]).to(device),
-                torch.from_numpy(draws["zoom"][rows]).to(device),
-                torch.from_numpy(draws["shift"][rows]).to(device),
-            )
+        draws = {k: v[rows] for k, v in self._augment(epoch).items()}
+        x = augment_slices(self.table.hu[self.rows[rows]], draws, width=self.recipe.data.width, device=device)
         if device.type == "cuda" and self.recipe.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, torch.from_numpy(self.cls[rows]).to(device), torch.from_numpy(self.les[rows]).to(device)
@@ -488,13 +433,6 @@ class SliceTask:
         return {f"val_{k}": v for k, v in figures.items() if isinstance(v, float)}
 
 
-def _select(table: SliceTable, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The annotation-rule rows among ``rows`` with their class and lesion targets."""
-    all_rows, cls, les = training_rows(table)
-    keep = np.isin(all_rows, rows)
-    return all_rows[keep], cls[keep], les[keep]
-
-
 # ------------------------------------------------------------------------------------------ evaluation
 def evaluate_slices(
     model: nn.Module,
@@ -509,7 +447,8 @@ def evaluate_slices(
     """Slice-level figures on ``rows`` of ``table`` (every slice of held-out scans or blocks).
 
     * ``acc``, ``auc_<class>``, ``auc_macro``, ``confusion``: 4-class, on the annotation-rule slices
-      (lesion slices of diseased scans, all slices of healthy scans);
+      (lesion slices of diseased scans, all slices of healthy scans), and where the errors fall
+      (:func:`m3lung.evaluate.slices.accuracy_breakdown`);
     * ``lesion_auc``: the lesion head on *every* slice with a known label (P(with lesion) against
       the truth), diseased scans' lesion-free slices included;
     * ``pointing_game`` and ``dice@0.5``: the with-lesion maps against the lesion masks, on the
@@ -521,29 +460,24 @@ def evaluate_slices(
       Zhang et al. 2016, scaled to the input; square neighbourhood), shows how near the misses fall.
     """
     assert isinstance(model, SliceNet) or hasattr(model, "config")
-    n_cls = recipe.model.num_classes
+    centres = recipe.data.eval_centres if centres is None else centres
     pred = predict_crops(
         model,  # type: ignore[arg-type]
         table.hu[rows],
-        centres=recipe.data.eval_centres if centres is None else centres,
+        centres=centres,
         width=recipe.data.width,
         batch_size=recipe.eval_batch_size,
         device=device,
         maps=False,  # drawn below for the lesion slices only
     )
     out: dict[str, Any] = {"n_slices": float(rows.size)}
-    sel_rows, cls, _ = _select(table, rows)
+    sel_rows, cls, _ = select_training_rows(table, rows)
     if sel_rows.size:
-        pos = np.searchsorted(rows, sel_rows) if np.all(np.diff(rows) > 0) else _positions(rows, sel_rows)
-        p = pred.p_multi[pos]
-        out["acc"] = accuracy(cls, p.argmax(1))
-        aucs = one_vs_rest_auc(cls, p)
-        for k, a in enumerate(aucs):
-            out[f"auc_{CLASS_NAMES[k].lower()}"] = float(a)
-        out["auc_macro"] = float(np.nanmean(aucs)) if np.isfinite(aucs).any() else float("nan")
-        out["confusion"] = confusion_matrix(cls, p.argmax(1), n_cls).tolist()
+        p = pred.p_multi[positions_in(rows, sel_rows)]
+        out.update(class_figures(cls, p, recipe.model.num_classes))
         out["n_rule_slices"] = float(sel_rows.size)
-        out.update(_accuracy_breakdown(table, sel_rows, cls, p.argmax(1)))
+        area = None if table.masks is None else table.masks[sel_rows].reshape(sel_rows.size, -1).mean(1)
+        out.update(accuracy_breakdown(cls, p.argmax(1), relative_height(table, sel_rows), area))
     known = table.lesion[rows] >= 0
     if pred.p_lesion is not None and known.any():
         out["lesion_auc"] = roc_auc(table.lesion[rows][known], pred.p_lesion[known, 1])
@@ -551,94 +485,39 @@ def evaluate_slices(
         has = (table.lesion[rows] == 1) & table.masks[rows].reshape(rows.size, -1).any(1)
         if has.any():
             masks = table.masks[rows][has]
-            configured = _configured_prototype(model)
-            for prototype in (configured, _other_prototype(model)):
-                one = predict_crops(
-                    model,  # type: ignore[arg-type]
-                    table.hu[rows][has],
-                    centres=recipe.data.eval_centres if centres is None else centres,
-                    width=recipe.data.width,
-                    batch_size=recipe.eval_batch_size,
-                    device=device,
-                    map_size=(table.size, table.size),
-                    map_prototype=prototype,
-                )
-                assert one.maps is not None
-                out.update(_map_figures(one.maps, masks, prototype, main=prototype == configured))
-                if prototype == configured:
-                    main_maps = one.maps
+            for prototype, main, one, _ in _prototype_maps(model, table.hu[rows][has], recipe, device, centres):
+                out.update(map_figures(one, masks, prototype, main=main))
+                if main:
+                    main_maps = one
             out["n_map_slices"] = float(has.sum())
-            # a point dropped at random hits a lesion this often: the pointing game's chance level
-            out["pointing_game_chance"] = float(masks.reshape(masks.shape[0], -1).mean(1).mean())
-            hits = pointing_game(main_maps, masks)
-            label = table.label[rows][has]
-            for k in np.unique(label):
-                out[f"pointing_game_{CLASS_NAMES[int(k)].lower()}"] = float(hits[label == k].mean())
+            out["pointing_game_chance"] = pointing_game_chance(masks)
+            out.update(pointing_game_by_class(main_maps, masks, table.label[rows][has]))
     return out
 
 
-def _accuracy_breakdown(
-    table: SliceTable, rows: np.ndarray, cls: np.ndarray, pred: np.ndarray
-) -> dict[str, dict[str, list[float]]]:
-    """Where the 4-class errors are: healthy slices by height in the scan, lesion slices by lesion area.
-
-    ``acc_healthy_by_height``: accuracy on healthy-scan slices in five bins of relative height
-    (0 = most inferior slice, 1 = most superior). ``acc_by_lesion_area``: accuracy on lesion slices
-    in quartiles of the lesion's share of the lung crop (needs lesion masks).
-    """
-    out: dict[str, dict[str, list[float]]] = {}
-    ok = (cls == pred).astype(float)
-    n_per = np.bincount(table.patient)
-    rel = table.index[rows] / np.maximum(n_per[table.patient[rows]] - 1, 1)
-    healthy = cls == 0
-    if healthy.any():
-        edges = np.linspace(0, 1, 6)
-        b = np.clip(np.digitize(rel, edges[1:-1]), 0, 4)
-        out["acc_healthy_by_height"] = {
-            "bin_edges": edges.round(2).tolist(),
-            "acc": [
-                float(ok[healthy & (b == k)].mean()) if (healthy & (b == k)).any() else float("nan") for k in range(5)
-            ],
-            "n": [float((healthy & (b == k)).sum()) for k in range(5)],
-        }
-    sick = cls > 0
-    if table.masks is not None and sick.sum() >= 4:
-        frac = table.masks[rows].reshape(rows.size, -1).mean(1)
-        edges = np.quantile(frac[sick], [0, 0.25, 0.5, 0.75, 1])
-        b = np.clip(np.digitize(frac, edges[1:-1]), 0, 3)
-        out["acc_by_lesion_area"] = {
-            "quartile_edges": edges.round(5).tolist(),
-            "acc": [float(ok[sick & (b == k)].mean()) if (sick & (b == k)).any() else float("nan") for k in range(4)],
-            "n": [float((sick & (b == k)).sum()) for k in range(4)],
-        }
-    return out
+def _prototype_maps(
+    model: Any, hu: np.ndarray, recipe: SliceRecipe, device: torch.device, centres: Sequence[float]
+) -> Iterator[tuple[str, bool, np.ndarray, np.ndarray | None]]:
+    """The lesion maps (N, S, S) of lung crops ``hu`` drawn by the model's prototype, then by the other
+    one, at the crops' size: (prototype, whether it is the model's, maps, p_lesion) one after the other."""
+    configured = _configured_prototype(model)
+    for prototype in (configured, "contrast" if configured == "with_lesion" else "with_lesion"):
+        one = predict_crops(
+            model,
+            hu,
+            centres=centres,
+            width=recipe.data.width,
+            batch_size=recipe.eval_batch_size,
+            device=device,
+            map_size=(hu.shape[1], hu.shape[2]),
+            map_prototype=prototype,
+        )
+        assert one.maps is not None
+        yield prototype, prototype == configured, one.maps, one.p_lesion
 
 
 def _configured_prototype(model: Any) -> str:
     return str(getattr(model.config, "map_prototype", "with_lesion"))
-
-
-def _other_prototype(model: Any) -> str:
-    return "contrast" if _configured_prototype(model) == "with_lesion" else "with_lesion"
-
-
-def _map_figures(maps: np.ndarray, masks: np.ndarray, prototype: str, *, main: bool = True) -> dict[str, float]:
-    """Pointing game and Dice@0.5 of ``maps`` against ``masks``, keyed by prototype (and plainly when main)."""
-    pg = float(pointing_game(maps, masks).mean())
-    dc = float(dice(maps, masks, threshold=0.5).mean())
-    out = {f"pointing_game[{prototype}]": pg, f"dice@0.5[{prototype}]": dc}
-    if main:
-        out.update({"pointing_game": pg, "dice@0.5": dc})
-        # the original pointing game (Zhang et al., 2016) forgives 15 px at 224 px: scaled to this input
-        tol = max(1, round(15 * maps.shape[-1] / 224))
-        out["pointing_game_tolerant"] = float(pointing_game(maps, masks, tolerance_px=tol).mean())
-        out["pointing_game_tolerance_px"] = float(tol)
-    return out
-
-
-def _positions(rows: np.ndarray, sub: np.ndarray) -> np.ndarray:
-    where = {int(r): i for i, r in enumerate(rows)}
-    return np.array([where[int(r)] for r in sub])
 
 
 def evaluate_infnet(
@@ -648,67 +527,20 @@ def evaluate_infnet(
 
     The JPG slices are already cropped to the lungs; each is resized to the network's input and its
     grey values are mapped to HU with ``recipe.data.infnet_window`` (the window it is taken to have been
-    exported with), then run at the three window centres like any CT slice.
+    exported with, :func:`m3lung.data.infnet.read_infnet`), then run at the three window centres like
+    any CT slice.
     """
-    from PIL import Image
-
-    root = Path(folder)
-    img_dir = root / "TrainingSet" / "LungInfection-Train" / "Doctor-label" / "Imgs"
-    gt_dir = root / "TrainingSet" / "LungInfection-Train" / "Doctor-label" / "GT"
-    if not img_dir.exists():
-        raise InputError(f"{root}: not the Inf-Net layout (no {img_dir.relative_to(root)})")
-    s = recipe.model.input_size
-    centre, width = recipe.data.infnet_window
-    hus, masks = [], []
-    for img in sorted(img_dir.iterdir()):
-        gt = next(gt_dir.glob(img.stem + ".*"), None)
-        if gt is None:
-            continue
-        g = np.asarray(Image.open(img).convert("L").resize((s, s), Image.Resampling.BILINEAR), dtype=np.float32)
-        m = np.asarray(Image.open(gt).convert("L").resize((s, s), Image.Resampling.NEAREST)) > 127
-        hus.append(unwindow(g, centre, width))
-        masks.append(m)
-    if not hus:
-        raise InputError(f"{root}: no image with a ground-truth mask")
-    mk = np.stack(masks)
-    has = mk.reshape(len(mk), -1).any(1)
-    x = np.stack(hus)[has]
-    out: dict[str, float] = {
-        "n_slices": float(has.sum()),
-        "pointing_game_chance": float(mk[has].reshape(int(has.sum()), -1).mean(1).mean()),
-    }
-    for prototype in (_configured_prototype(model), _other_prototype(model)):
-        pred = predict_crops(
-            model,
-            x,
-            centres=recipe.data.eval_centres,
-            width=recipe.data.width,
-            batch_size=recipe.eval_batch_size,
-            device=device,
-            map_size=(s, s),
-            map_prototype=prototype,
-        )
-        assert pred.maps is not None
-        out.update(_map_figures(pred.maps, mk[has], prototype, main=prototype == _configured_prototype(model)))
-        if pred.p_lesion is not None:
-            out["p_lesion_mean"] = float(pred.p_lesion[:, 1].mean())
+    hu, masks = read_infnet(folder, size=recipe.model.input_size, window=recipe.data.infnet_window)
+    has = masks.reshape(len(masks), -1).any(1)
+    out: dict[str, float] = {"n_slices": float(has.sum()), "pointing_game_chance": pointing_game_chance(masks[has])}
+    for prototype, main, maps, p_lesion in _prototype_maps(model, hu[has], recipe, device, recipe.data.eval_centres):
+        out.update(map_figures(maps, masks[has], prototype, main=main))
+        if p_lesion is not None:
+            out["p_lesion_mean"] = float(p_lesion[:, 1].mean())
     return out
 
 
 # ------------------------------------------------------------------------------------------ training
-def _block_rows(table: SliceTable, recipe: SliceRecipe) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rotate blocks of consecutive slices of every scan between train / val / test (dropping gaps)."""
-    d = recipe.data
-    period = d.block + d.gap
-    block_no = table.index // period
-    in_gap = table.index % period >= d.block
-    part = (block_no + table.patient) % 5  # 3 of 5 blocks train, 1 val, 1 test; shifted per scan
-    train = np.nonzero(~in_gap & (part < 3))[0]
-    val = np.nonzero(~in_gap & (part == 3))[0]
-    test = np.nonzero(~in_gap & (part == 4))[0]
-    return train, val, test
-
-
 def prepare_data(
     recipe: SliceRecipe, data: str | os.PathLike[str], cache_dir: str | os.PathLike[str], *, progress: bool = True
 ) -> dict[str, Any]:
@@ -728,28 +560,19 @@ def prepare_data(
         cases = synthetic_cases(root)
     else:
         cases = covidctmd_cases(root)
-    crop = LungCropConfig()
-    if d.holdout == "patients":
-        tr, va, te = split_by_patient(cases, d.split, seed=d.split_seed)
-        tables = {
-            name: build_slice_table(cs, size=d.size, cache_dir=cache_dir, crop=crop, progress=progress)
-            for name, cs in (("train", tr), ("val", va), ("test", te))
-            if cs
-        }
-        rows = {name: np.arange(len(t)) for name, t in tables.items()}
-        split_desc: dict[str, Any] = {
-            name: [c.patient_id for c in cs] for name, cs in (("train", tr), ("val", va), ("test", te))
-        }
-    else:
-        table = build_slice_table(cases, size=d.size, cache_dir=cache_dir, crop=crop, progress=progress)
-        tr_rows, va_rows, te_rows = _block_rows(table, recipe)
-        tables = {"train": table, "val": table, "test": table}
-        rows = {"train": tr_rows, "val": va_rows, "test": te_rows}
-        split_desc = {
-            name: {c.patient_id: table.index[r][table.patient[r] == i].tolist() for i, c in enumerate(cases)}
-            for name, r in rows.items()
-        }
-    return {"cases": cases, "tables": tables, "rows": rows, "split": split_desc}
+    splits = split_slice_tables(
+        cases,
+        holdout=d.holdout,
+        size=d.size,
+        cache_dir=cache_dir,
+        fractions=d.split,
+        seed=d.split_seed,
+        block=d.block,
+        gap=d.gap,
+        crop=LungCropConfig(),
+        progress=progress,
+    )
+    return {"cases": cases, "tables": splits.tables, "rows": splits.rows, "split": splits.description}
 
 
 def train_slice(
@@ -770,15 +593,14 @@ def train_slice(
     from m3lung.train.engine import barrier, init_distributed
 
     info = init_distributed(recipe.train)
-    out_dir = Path(out)
-    t0 = time.perf_counter()
-    cache = cache_dir or Path(out_dir) / "cache"
+    run = TrainingRun(out, main=info.main)
+    cache = cache_dir or run.out_dir / "cache"
     if not info.main:
         barrier()  # rank 0 makes the data and the cache first; the others then read them
     prep = prepare_data(recipe, data, cache, progress=progress and info.main)
     if info.main and info.world > 1:
         barrier()
-    t_data = time.perf_counter() - t0
+    t_data = run.elapsed()
     seed_everything(recipe.train.seed, recipe.train.deterministic)
     init_sink: list[str] = []
     with warnings.catch_warnings():
@@ -786,38 +608,22 @@ def train_slice(
         model, init = build_slice_net(recipe.model, pretrained or recipe.pretrained, sink=init_sink)
     tables, rows = prep["tables"], prep["rows"]
     task = SliceTask(recipe, tables["train"], rows["train"], tables.get("val"), rows.get("val"))
-    if info.main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out_dir / "recipe.json", json.dumps(to_dict(recipe), indent=1))
-        write_text_atomic(out_dir / "split.json", json.dumps(prep["split"], indent=1))
+    run.write_setup(recipe, prep["split"])
     provenance = {
-        "recipe": recipe.name,
-        "profile": recipe.profile,
         "data": str(data),
         "data_source": recipe.data.source,
         "init": init,
         "train_slices": task.train_size(),
         "train_scans": len(prep["split"]["train"]),
     }
-    t1 = time.perf_counter()
-    result = fit(
-        model,
-        task,
-        recipe.train,
-        out_dir,
-        resume=resume,
-        progress=progress,
-        model_config=recipe.model.to_dict(),
-        provenance=provenance,
-    )
-    t_train = time.perf_counter() - t1
+    result, t_train = run.fit(model, task, recipe, provenance=provenance, resume=resume, progress=progress)
     if not info.main:
         return {}
     results = test_checkpoint(recipe, prep, result.best_path, data)
     results["seconds"] = {"data": round(t_data, 1), "train": round(t_train, 1), **results["seconds"]}
     results["init_warnings"] = init_sink
-    results["seconds"]["total"] = round(time.perf_counter() - t0, 1)
-    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=1, default=float))
+    results["seconds"]["total"] = round(run.elapsed(), 1)
+    run.write_results(results)
     return results
 
 
@@ -894,7 +700,7 @@ def evaluate_slice_run(
     if not Path(weights).exists():
         raise InputError(f"{weights}: no such checkpoint")
     results = test_checkpoint(recipe, prep, weights, data)
-    write_text_atomic(run_dir / out_name, json.dumps(results, indent=1, default=float))
+    write_results(run_dir, results, out_name)
     return results
 
 
@@ -927,5 +733,5 @@ def cases_summary(cases: Sequence[Case]) -> dict[str, int]:
     """Number of scans per class name."""
     out: dict[str, int] = {}
     for c in cases:
-        out[CLASS_NAMES[c.label]] = out.get(CLASS_NAMES[c.label], 0) + 1
+        out[CLASSES[c.label]] = out.get(CLASSES[c.label], 0) + 1
     return out

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,20 +26,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from m3lung.classes import CLASSES
-from m3lung.data.features import FeatureCache, ScanFeatures
-from m3lung.data.slices import Case, build_case_cache, split_by_patient
-from m3lung.errors import InputError, M3LungWarning
-from m3lung.evaluate import confusion_matrix, error_rates
-from m3lung.fusion import max_pooling, nonparametric_assessment
-from m3lung.io.atomic import write_text_atomic
+from m3lung.data.features import FeatureCache, ScanFeatures, mean_windows
+from m3lung.data.slices import Case, build_case_cache
+from m3lung.data.splits import split_scan_ids
+from m3lung.errors import InputError
+from m3lung.evaluate.patients import decision_table, fusion_decisions, rule_figures, write_rule_predictions
 from m3lung.models import PatientNet, PatientNetConfig, pad_features
 from m3lung.preprocess import PAPER_CENTRES, PAPER_WIDTH, LungCropConfig
+from m3lung.train.augment import draw_window
 from m3lung.train.checkpoint import load_checkpoint, patient_net_from, save_system, slice_net_from
 from m3lung.train.config import TrainConfig, apply_overrides, from_dict, load_recipe_data, to_dict
-from m3lung.train.engine import fit, pick_device, seed_everything
+from m3lung.train.engine import pick_device, seed_everything
+from m3lung.train.run import TrainingRun, write_results
 
-CLASS_NAMES = CLASSES
 RULES = ("network", "nonparametric", "maxpool")
 
 
@@ -147,14 +144,6 @@ def load_patient_recipe(path: str | os.PathLike[str], overrides: Sequence[str] =
 
 
 # ------------------------------------------------------------------------------------------ batches
-def _mean_windows(scan: ScanFeatures) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Features (N, F), p_multi (N, 4) and p_lesion (N, 2) averaged over the cached window centres."""
-    f = scan.features.astype(np.float32).mean(0)
-    pm = scan.p_multi.mean(0)
-    pl = scan.p_lesion.mean(0) if scan.p_lesion is not None else None
-    return f, pm, pl
-
-
 class PatientTask:
     """Training task of the patient network on cached scans (one sample = one scan)."""
 
@@ -180,8 +169,8 @@ class PatientTask:
         for r in rows:
             s = self.scans[int(r)]
             if self.recipe.data.train_windows == "random":
-                rng = np.random.default_rng([self.recipe.train.seed, epoch, int(r), 7919])
-                items.append(s.features[int(rng.integers(s.features.shape[0]))].astype(np.float32))
+                w = draw_window(s.features.shape[0], seed=self.recipe.train.seed, epoch=epoch, row=int(r))
+                items.append(s.features[w].astype(np.float32))
             else:
                 items.append(s.features.astype(np.float32).mean(0))
         x, mask = pad_features([torch.from_numpy(a) for a in items])
@@ -207,36 +196,12 @@ def network_probs(model: PatientNet, scans: Sequence[ScanFeatures], device: torc
     out = []
     with torch.inference_mode():
         for i in range(0, len(scans), batch):
-            x, mask = pad_features([torch.from_numpy(_mean_windows(s)[0]) for s in scans[i : i + batch]])
+            x, mask = pad_features([torch.from_numpy(mean_windows(s)[0]) for s in scans[i : i + batch]])
             out.append(model(x.to(device), mask.to(device)).probs.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 4), np.float32)
 
 
 # ------------------------------------------------------------------------------------------ evaluation
-def fusion_decisions(
-    scans: Sequence[ScanFeatures], *, threshold: float = 0.99, maxpool_threshold: float = 0.5
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Labels (S,) and probabilities (S, 4) of the non-parametric rule and max pooling per scan."""
-    out: dict[str, tuple[list[int], list[np.ndarray]]] = {"nonparametric": ([], []), "maxpool": ([], [])}
-    for s in scans:
-        _, pm, pl = _mean_windows(s)
-        if pl is not None:
-            r = nonparametric_assessment(pl, pm, threshold=threshold)
-            out["nonparametric"][0].append(r.label)
-            out["nonparametric"][1].append(r.probs)
-        m = max_pooling(pm, threshold=maxpool_threshold)
-        out["maxpool"][0].append(m.label)
-        out["maxpool"][1].append(m.probs)
-    return {k: (np.array(v[0], dtype=np.int64), np.array(v[1])) for k, v in out.items() if v[0]}
-
-
-def rule_figures(y: np.ndarray, pred: np.ndarray) -> dict[str, Any]:
-    """Accuracy, FPE, FNE, FDPE (fractions) and the confusion matrix C[true, pred] of one rule."""
-    c = confusion_matrix(y, pred, 4)
-    figs = {k: float(v) for k, v in error_rates(c).items()}
-    return {**figs, "confusion": c.tolist(), "n_scans": int(y.size)}
-
-
 def evaluate_patients(
     model: PatientNet | None,
     scans: Sequence[ScanFeatures],
@@ -259,46 +224,12 @@ def evaluate_patients(
         decisions = {"network": (p.argmax(1), p), **decisions}
     out: dict[str, Any] = {name: rule_figures(y, pred) for name, (pred, _) in decisions.items()}
     if predictions_dir is not None:
-        from m3lung.evaluate.predictions import write_predictions
-
-        ids = [s.patient_id for s in scans]
-        for name, (pred, probs) in decisions.items():
-            path = Path(predictions_dir) / f"predictions_{name}.csv"
-            write_predictions(path, ids, y.tolist(), pred.tolist(), probs, CLASS_NAMES)
-    out["scans"] = [
-        {
-            "patient_id": s.patient_id,
-            "label": CLASS_NAMES[s.label],
-            "n_slices": s.n_slices,
-            **{name: CLASS_NAMES[int(pred[i])] for name, (pred, _) in decisions.items()},
-            **{f"p_{name}": [round(float(v), 4) for v in probs[i]] for name, (_, probs) in decisions.items()},
-        }
-        for i, s in enumerate(scans)
-    ]
+        write_rule_predictions(predictions_dir, scans, y, decisions)
+    out["scans"] = decision_table(scans, decisions)
     return out
 
 
 # ------------------------------------------------------------------------------------------ training
-def _split(recipe: PatientRecipe, cache: FeatureCache) -> dict[str, list[str]]:
-    d = recipe.data
-    rows = cache.index()
-    if d.split_file is not None:
-        saved = json.loads(Path(d.split_file).read_text())
-        known = {r["patient_id"] for r in rows}
-        parts = {name: [p for p in saved.get(name, []) if p in known] for name in ("train", "val", "test")}
-        missing = sorted(set().union(*map(set, (saved.get(n, []) for n in ("train", "val", "test")))) - known)
-        if missing:
-            warnings.warn(
-                f"{len(missing)} scan(s) of {d.split_file} are not in the cache (e.g. {missing[0]})",
-                M3LungWarning,
-                stacklevel=2,
-            )
-        return parts
-    cases = [Case(patient_id=r["patient_id"], label=int(r["label"]), ct="") for r in rows]
-    tr, va, te = split_by_patient(cases, d.split, seed=d.split_seed)
-    return {"train": [c.patient_id for c in tr], "val": [c.patient_id for c in va], "test": [c.patient_id for c in te]}
-
-
 def train_patient(
     recipe: PatientRecipe,
     features: str | os.PathLike[str],
@@ -313,7 +244,7 @@ def train_patient(
     ``best.pt`` (kind ``patient_net``), ``system.pt`` (slice + patient networks in one file, when the
     cache's slice weights are still where they were) and ``results.json``.
     """
-    t0 = time.perf_counter()
+    run = TrainingRun(out)
     cache = FeatureCache(features)
     meta = cache.meta()
     if recipe.model.feature_dim != int(meta["feature_dim"]):
@@ -322,34 +253,21 @@ def train_patient(
             {**to_dict(recipe), "model": {**to_dict(recipe.model), "feature_dim": int(meta["feature_dim"])}},
             where="recipe",
         )
-    split = _split(recipe, cache)
+    d = recipe.data
+    split = split_scan_ids(cache.index(), fractions=d.split, seed=d.split_seed, split_file=d.split_file)
     scans = {name: [cache.load(p) for p in ids] for name, ids in split.items()}
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "recipe.json", json.dumps(to_dict(recipe), indent=1))
-    write_text_atomic(out_dir / "split.json", json.dumps(split, indent=1))
+    run.write_setup(recipe, split)
     seed_everything(recipe.train.seed, recipe.train.deterministic)
     model = PatientNet(recipe.model)
     task = PatientTask(recipe, scans["train"], scans["val"])
     provenance = {
-        "recipe": recipe.name,
-        "profile": recipe.profile,
         "features": str(features),
         "slice_weights_hash": meta["slice_weights_hash"],
         "data": meta.get("data", ""),
         "train_scans": len(scans["train"]),
     }
-    result = fit(
-        model,
-        task,
-        recipe.train,
-        out_dir,
-        resume=resume,
-        progress=progress,
-        model_config=recipe.model.to_dict(),
-        provenance=provenance,
-    )
-    t_train = time.perf_counter() - t0
+    result, _ = run.fit(model, task, recipe, provenance=provenance, resume=resume, progress=progress)
+    t_train = run.elapsed()
     doc = load_checkpoint(result.best_path, kind="patient_net")
     best = patient_net_from(doc, source=str(result.best_path))
     device = pick_device(recipe.train.device)
@@ -366,14 +284,14 @@ def train_patient(
         "n_scans": {k: len(v) for k, v in scans.items()},
     }
     if scans["test"]:
-        results["test"] = evaluate_patients(best, scans["test"], recipe, device, predictions_dir=out_dir)
+        results["test"] = evaluate_patients(best, scans["test"], recipe, device, predictions_dir=run.out_dir)
     slice_file = Path(meta.get("slice_weights", ""))
     if slice_file.is_file():
         slice_doc = load_checkpoint(slice_file, kind="slice_net")
         if slice_doc["weights_hash"] == meta["slice_weights_hash"]:
-            results["system"] = str(save_system(out_dir / "system.pt", slice_doc, doc))
-    results["seconds"] = {"train": round(t_train, 1), "total": round(time.perf_counter() - t0, 1)}
-    write_text_atomic(out_dir / "results.json", json.dumps(results, indent=1, default=float))
+            results["system"] = str(save_system(run.out_dir / "system.pt", slice_doc, doc))
+    results["seconds"] = {"train": round(t_train, 1), "total": round(run.elapsed(), 1)}
+    run.write_results(results)
     return results
 
 
@@ -415,5 +333,5 @@ def evaluate_patient_run(
     model.to(device)
     scans = [cache.load(p) for p in split["test"]]
     results["test"] = evaluate_patients(model, scans, recipe, device, predictions_dir=run_dir)
-    write_text_atomic(run_dir / "results.json", json.dumps(results, indent=1, default=float))
+    write_results(run_dir, results)
     return results
