@@ -84,7 +84,6 @@ def register_model(name: str, config_type: type, *, description: str = "") -> Ca
 
 def get_model(name: str) -> ModelFamily:
     """The registered family ``name``; an unknown name is a :class:`WeightsError` listing the known ones."""
-    _load_builtin()
     try:
         return _MODELS[name]
     except KeyError:
@@ -93,7 +92,6 @@ def get_model(name: str) -> ModelFamily:
 
 def list_models() -> list[str]:
     """Names of every registered model family, sorted."""
-    _load_builtin()
     return sorted(_MODELS)
 
 
@@ -155,8 +153,3 @@ def model_from_checkpoint(doc: Mapping[str, Any], *, source: str, expect: str | 
     model = family.build(config)
     load_state_checked(model, doc["state_dict"], source=source, target=type(model).__name__)
     return model
-
-
-def _load_builtin() -> None:
-    """Import the package's own model modules, which register themselves."""
-    import m3lung.models  # noqa: F401

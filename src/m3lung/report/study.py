@@ -1,5 +1,5 @@
 """One study's outputs, for every system: ``report.json`` (schema ``m3lung.report/2``), ``report.html``,
-``lesion_map.nii.gz`` — built from a :class:`~m3lung.systems.base.StudyResult` and written atomically.
+``lesion_map.nii.gz`` — built from a :class:`~m3lung.report.result.StudyResult` and written atomically.
 
 ``docs/report_schema.md`` documents every field. Schema 2 keeps every field of schema 1 where it was
 (``patient.network`` / ``nonparametric`` / ``maxpool``, ``slices.*``, ``infected_share``,
@@ -16,15 +16,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from m3lung.io import CTVolume
 from m3lung.io.atomic import atomic_dir
-
-if TYPE_CHECKING:
-    from m3lung.systems.base import SliceViews, StudyResult
+from m3lung.report.result import SliceViews, StudyResult
 
 REPORT_SCHEMA = "m3lung.report/2"
 MAP_SLOPE = 1.0 / 255.0

@@ -21,14 +21,13 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-import numpy as np
-
 from m3lung.errors import InputError
 from m3lung.io import CTVolume
+from m3lung.report.result import RuleResult, SliceViews, StudyResult
 
 __all__ = [
     "RuleResult",
@@ -43,91 +42,6 @@ __all__ = [
     "make_options",
     "register_system",
 ]
-
-
-# ------------------------------------------------------------------------------------------ results
-@dataclass
-class RuleResult:
-    """One patient-level decision rule's answer.
-
-    probs : (K,) probabilities over the system's classes. label : the class name it gives.
-    title / note : how the report names the rule and what it computes. why : one sentence on why it gives
-    ``label`` for this study (shown under the decision; needed where the label is not the most probable
-    class, as with the non-parametric rule). details : rule-specific JSON-able values (``counts``, ...).
-    """
-
-    probs: np.ndarray
-    label: str
-    title: str = ""
-    note: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
-    why: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "probs": _rounded(self.probs),
-            "label": self.label,
-            **self.details,
-            "title": self.title,
-            "note": self.note,
-            **({"why": self.why} if self.why else {}),
-        }
-
-
-@dataclass
-class SliceViews:
-    """The slices ``report.html`` shows.
-
-    indices : (K,) canonical slice indices (0 = most inferior). images : (K, S, S) HU crops.
-    overlays : (K, S, S) lesion maps in [0, 1] on those crops, or None. window : (centre, width) HU shown.
-    """
-
-    indices: np.ndarray
-    images: np.ndarray
-    overlays: np.ndarray | None = None
-    window: tuple[float, float] = (-600.0, 1200.0)
-
-
-@dataclass
-class StudyResult:
-    """What every system answers for one study; :func:`m3lung.report.study.build_report` writes it.
-
-    Required: ``system`` (its registered name), ``classes``, and the patient decision: ``label`` (a class
-    name; None when the study is not assessable), ``probs`` (K,) of the deciding rule, ``decided_by``
-    (a key of ``rules``), ``rules`` (every rule's result; None for a rule that could not run).
-    Optional: ``slices`` (per-slice table: column name → one value per slice, canonical order),
-    ``lesion_map`` ((N, H, W) uint8 on the study's own grid, value x 1/255), ``regions`` (lesion boxes
-    or regions, JSON-able dicts), ``extras`` (system-specific top-level report fields, e.g.
-    ``infected_share`` or a risk score), ``weights`` (``hashes`` {part: content hash}, ``trained_on``,
-    provenance...), ``timings`` (seconds per step), ``warnings``, ``views`` (slices for the HTML page),
-    ``device``.
-    """
-
-    system: str
-    classes: tuple[str, ...]
-    label: str | None
-    probs: np.ndarray | None
-    decided_by: str | None
-    rules: dict[str, RuleResult | None]
-    slices: dict[str, list[Any]] | None = None
-    lesion_map: np.ndarray | None = None
-    regions: list[dict[str, Any]] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
-    weights: dict[str, Any] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    views: SliceViews | None = None
-    device: str = "cpu"
-
-    def __post_init__(self) -> None:
-        if self.decided_by is not None and self.rules.get(self.decided_by) is None:
-            raise ValueError(f"decided_by {self.decided_by!r} names no rule that ran")
-        if self.label is not None and self.label not in self.classes:
-            raise ValueError(f"label {self.label!r} is not one of {self.classes}")
-
-
-def _rounded(a: Any, nd: int = 4) -> list[float]:
-    return [round(float(v), nd) for v in np.asarray(a).ravel()]
 
 
 # ------------------------------------------------------------------------------------------ stages
@@ -277,7 +191,6 @@ def unregister_system(name: str) -> None:
 
 def get_system(name: str) -> type[System]:
     """The registered system ``name``; an unknown one is an :class:`InputError` listing the known ones."""
-    _load_builtin()
     try:
         return _SYSTEMS[name]
     except KeyError:
@@ -286,7 +199,6 @@ def get_system(name: str) -> type[System]:
 
 def list_systems() -> list[str]:
     """Names of every registered system, the package's own first (M³Lung-Sys first of all)."""
-    _load_builtin()
     return list(_SYSTEMS)
 
 
@@ -324,8 +236,3 @@ def check_options(name: str, checks: Mapping[str, tuple[bool, str]]) -> None:
     for option, (ok, requirement) in checks.items():
         if not ok:
             raise InputError(f"--{option.replace('_', '-')} {requirement} ({name})")
-
-
-def _load_builtin() -> None:
-    """Import the package's own systems, which register themselves."""
-    import m3lung.systems.m3lung_system  # noqa: F401

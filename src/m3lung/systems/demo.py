@@ -20,20 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from m3lung.errors import InputError, M3LungError
-
-DEMO_WEIGHTS = "demo_system.pt"
-
-
-def demo_weights() -> Path:
-    """The shipped demo weights (slice + patient network, trained on synthetic phantoms only)."""
-    path = Path(__file__).resolve().parents[1] / "weights" / DEMO_WEIGHTS
-    if not path.exists():
-        raise InputError(
-            f"{path}: the demo weights are missing from this installation; reinstall m3lung, or make them with "
-            "`m3lung demo --make-weights DIR` and pass --weights DIR/demo_system.pt"
-        )
-    return path
+from m3lung.errors import M3LungError
+from m3lung.systems.m3lung_system import DEMO_WEIGHTS, demo_weights
 
 
 def run_demo(

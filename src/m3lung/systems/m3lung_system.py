@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from m3lung.classes import CLASSES
-from m3lung.errors import M3LungWarning
+from m3lung.errors import InputError, M3LungWarning
 from m3lung.explain import uncrop_maps
 from m3lung.fusion import max_pooling, nonparametric_assessment
 from m3lung.io import CTVolume
@@ -90,6 +90,21 @@ class M3LungOptions:
                 "maxpool_threshold": (0.0 <= self.maxpool_threshold <= 1.0, "must be in [0, 1]"),
             },
         )
+
+
+#: the demo weights shipped in the package (slice + patient network, trained on synthetic phantoms only)
+DEMO_WEIGHTS = "demo_system.pt"
+
+
+def demo_weights() -> Path:
+    """The shipped demo weights (recipes ``slice_demo`` + ``patient_demo``, synthetic phantoms only)."""
+    path = Path(__file__).resolve().parents[1] / "weights" / DEMO_WEIGHTS
+    if not path.exists():
+        raise InputError(
+            f"{path}: the demo weights are missing from this installation; reinstall m3lung, or make them with "
+            "`m3lung demo --make-weights DIR` and pass --weights DIR/demo_system.pt"
+        )
+    return path
 
 
 def trained_on(provenance: dict[str, Any], kind: str) -> str:
@@ -301,8 +316,6 @@ class M3LungSystem(System):
 
     @classmethod
     def default_weights(cls) -> Path | None:
-        from m3lung.systems.demo import demo_weights
-
         return demo_weights()
 
     @classmethod

@@ -216,7 +216,7 @@ def fit(
     if last_path.exists() and not resume:
         raise InputError(f"{out} already holds a training run; pass --resume to continue it, or use another --out")
     init_distributed(config)
-    device = pick_device(config.device, info)
+    device = pick_device(config.device, info.local_rank)
     on_cuda = device.type == "cuda"
     model.to(device)
     if config.sync_bn and info.world > 1 and on_cuda:

@@ -15,20 +15,17 @@ import contextlib
 import os
 import warnings
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from m3lung.errors import InputError, M3LungError, M3LungWarning
 
-if TYPE_CHECKING:
-    from m3lung.train.engine import DistInfo
-
 __all__ = ["autocast", "batch_slices", "cpu_has_bf16", "load_for_inference", "pick_device", "ready"]
 
 
-def pick_device(name: str, info: DistInfo | None = None) -> torch.device:
+def pick_device(name: str, local_rank: int = 0) -> torch.device:
     """``auto``: CUDA when available (the local rank's GPU under torchrun), else CPU."""
     if name == "cpu":
         return torch.device("cpu")
@@ -37,7 +34,7 @@ def pick_device(name: str, info: DistInfo | None = None) -> torch.device:
     if name not in ("auto", "cuda"):
         raise InputError(f"device must be auto, cpu or cuda, got {name!r}")
     if torch.cuda.is_available():
-        return torch.device("cuda", (info.local_rank if info else 0) % torch.cuda.device_count())
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
     return torch.device("cpu")
 
 
