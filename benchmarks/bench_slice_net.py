@@ -29,7 +29,7 @@ import torch
 
 from _torchbench import device_name, median_seconds, paired_speedup, write_device_section
 from m3lung.models import SliceNet, SliceNetConfig
-from m3lung.systems.m3lung import cpu_has_bf16
+from m3lung.train.inference import cpu_has_bf16
 
 
 def native_stem_pool(net: SliceNet) -> SliceNet:

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from m3lung.errors import InputError, M3LungWarning
-from m3lung.systems import m3lung as m3lung_system
-from m3lung.systems.m3lung import SlicePredictor, evaluate_slice_run, load_slice_recipe, train_slice
+from m3lung.systems.m3lung import evaluate_slice_run, load_slice_recipe, train_slice
+from m3lung.systems.m3lung_inference import SlicePredictor
+from m3lung.train import inference
 from m3lung.train.checkpoint import load_checkpoint, weights_hash
 from m3lung.train.engine import DistInfo, batches, epoch_rows
 
@@ -183,12 +184,12 @@ def test_predictor_on_a_volume(cohort, tmp_path, monkeypatch):
     plain = SlicePredictor(tmp_path / "run" / "best.pt", device="cpu", batch_size=5, channels_last=False).predict(vol)
     np.testing.assert_allclose(plain.p_multi, out.p_multi, atol=1e-4)  # channels-last (default) is only a layout
     np.testing.assert_allclose(plain.maps, out.maps, atol=1e-3)
-    monkeypatch.setattr(m3lung_system, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(inference, "cpu_has_bf16", lambda: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error", M3LungWarning)  # no bf16 warning where the CPU has bf16
         fast_pred = SlicePredictor(tmp_path / "run" / "best.pt", device="cpu", batch_size=5, bf16=True)
     fast = fast_pred.predict(vol)
-    monkeypatch.setattr(m3lung_system, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(inference, "cpu_has_bf16", lambda: False)
     with pytest.warns(M3LungWarning, match="without bf16 instructions"):
         SlicePredictor(tmp_path / "run" / "best.pt", device="cpu", batch_size=5, bf16=True)
     assert np.abs(fast.p_multi - out.p_multi).max() < 0.05  # bf16 autocast on the CPU

@@ -31,12 +31,13 @@ from m3lung.data.slices import Case, build_case_cache
 from m3lung.data.splits import split_scan_ids
 from m3lung.errors import InputError
 from m3lung.evaluate.patients import decision_table, fusion_decisions, rule_figures, write_rule_predictions
-from m3lung.models import PatientNet, PatientNetConfig, pad_features
-from m3lung.preprocess import PAPER_CENTRES, PAPER_WIDTH, LungCropConfig
+from m3lung.models import PatientNet, PatientNetConfig, SliceNet, pad_features
+from m3lung.preprocess import LungCropConfig
 from m3lung.train.augment import draw_window
-from m3lung.train.checkpoint import load_checkpoint, patient_net_from, save_system, slice_net_from
+from m3lung.train.checkpoint import load_checkpoint, save_system
 from m3lung.train.config import TrainConfig, apply_overrides, from_dict, load_recipe_data, to_dict
-from m3lung.train.engine import pick_device, seed_everything
+from m3lung.train.engine import seed_everything
+from m3lung.train.inference import load_for_inference
 from m3lung.train.run import TrainingRun, write_results
 
 RULES = ("network", "nonparametric", "maxpool")
@@ -49,8 +50,8 @@ def extract_features(
     out: str | os.PathLike[str],
     *,
     slice_cache: str | os.PathLike[str] | None = None,
-    centres: Sequence[float] = PAPER_CENTRES,
-    width: float = PAPER_WIDTH,
+    centres: Sequence[float] | None = None,
+    width: float | None = None,
     batch_size: int = 32,
     device: str = "auto",
     progress: bool = True,
@@ -63,13 +64,14 @@ def extract_features(
     """
     from tqdm import tqdm
 
-    from m3lung.systems.m3lung import predict_crops
+    from m3lung.systems.m3lung_inference import predict_crops, slice_windows
 
-    doc = load_checkpoint(weights, kind="slice_net")
-    model = slice_net_from(doc, source=str(weights))
+    model, doc, dev = load_for_inference(weights, kind="slice_net", device=device)
+    assert isinstance(model, SliceNet)
     config = model.config
-    dev = pick_device(device)
-    model.to(dev).eval()
+    trained_centres, trained_width = slice_windows(doc)
+    centres = trained_centres if centres is None else tuple(centres)
+    width = trained_width if width is None else width
     cache = FeatureCache(out)
     cache.bind(
         {
@@ -268,10 +270,8 @@ def train_patient(
     }
     result, _ = run.fit(model, task, recipe, provenance=provenance, resume=resume, progress=progress)
     t_train = run.elapsed()
-    doc = load_checkpoint(result.best_path, kind="patient_net")
-    best = patient_net_from(doc, source=str(result.best_path))
-    device = pick_device(recipe.train.device)
-    best.to(device)
+    best, doc, device = load_for_inference(result.best_path, kind="patient_net", device=recipe.train.device)
+    assert isinstance(best, PatientNet)
     results: dict[str, Any] = {
         "recipe": recipe.name,
         "profile": recipe.profile,
@@ -328,9 +328,8 @@ def evaluate_patient_run(
     results = json.loads((run_dir / "results.json").read_text())
     cache = FeatureCache(features or results["features"])
     split = json.loads((run_dir / "split.json").read_text())
-    model = patient_net_from(load_checkpoint(run_dir / "best.pt", kind="patient_net"), source=str(run_dir / "best.pt"))
-    device = pick_device(recipe.train.device)
-    model.to(device)
+    model, _, device = load_for_inference(run_dir / "best.pt", kind="patient_net", device=recipe.train.device)
+    assert isinstance(model, PatientNet)
     scans = [cache.load(p) for p in split["test"]]
     results["test"] = evaluate_patients(model, scans, recipe, device, predictions_dir=run_dir)
     write_results(run_dir, results)

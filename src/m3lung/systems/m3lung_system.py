@@ -279,7 +279,7 @@ class M3LungSystem(System):
         source: str,
     ) -> None:
         from m3lung.models import PatientNetConfig
-        from m3lung.systems.m3lung import SlicePredictor
+        from m3lung.systems.m3lung_inference import SlicePredictor
         from m3lung.train.checkpoint import WeightsError, patient_net_from
         from m3lung.train.inference import ready
 
@@ -453,6 +453,7 @@ class M3LungSystem(System):
             "slice_hash": self.slice_doc["weights_hash"],
             "patient_hash": self.patient_doc["weights_hash"] if self.patient_doc else None,
             "slice_config": self.slice_config.to_dict(),
+            "slice_windows": {"centres": list(self.predictor.centres), "width": self.predictor.width},
             "trained_on": "; ".join(
                 [trained_on(slice_prov, "slice network")]
                 + ([trained_on(patient_prov, "patient network")] if self.patient_doc else [])
