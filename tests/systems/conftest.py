@@ -11,8 +11,9 @@ import pytest
 def tiny_system(tmp_path_factory):
     """Folder with data/ (cohort), slice/ (run), features/, patient/ (run with system.pt)."""
     from m3lung.data.slices import synthetic_cases
-    from m3lung.systems.m3lung import load_slice_recipe, train_slice
+    from m3lung.systems.m3lung import train_slice
     from m3lung.systems.m3lung_patient import extract_features, load_patient_recipe, train_patient
+    from m3lung.systems.m3lung_recipes import load_slice_recipe
 
     root = tmp_path_factory.mktemp("tiny_system")
     with warnings.catch_warnings():

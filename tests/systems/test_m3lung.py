@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from helpers import slice_table as _table
-from m3lung.systems.m3lung import SliceTask, load_slice_recipe
+from m3lung.systems.m3lung_recipes import load_slice_recipe
+from m3lung.systems.m3lung_task import SliceTask
 
 
 @pytest.mark.parametrize("geometry", [False, True])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from m3lung.errors import InputError
-from m3lung.systems.m3lung import SliceRecipe, load_slice_recipe
+from m3lung.systems.m3lung_recipes import SliceRecipe, load_slice_recipe
 from m3lung.train.config import apply_overrides, from_dict, list_recipes
 
 

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from m3lung.errors import InputError, M3LungWarning
-from m3lung.systems.m3lung import evaluate_slice_run, load_slice_recipe, train_slice
+from m3lung.systems.m3lung import evaluate_slice_run, train_slice
 from m3lung.systems.m3lung_inference import SlicePredictor
+from m3lung.systems.m3lung_recipes import load_slice_recipe
 from m3lung.train import inference
 from m3lung.train.checkpoint import load_checkpoint, weights_hash
 from m3lung.train.engine import DistInfo, batches, epoch_rows

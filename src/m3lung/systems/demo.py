@@ -99,8 +99,9 @@ def make_demo_weights(
     import torch
 
     from m3lung.data.slices import synthetic_cases
-    from m3lung.systems.m3lung import load_slice_recipe, train_slice
+    from m3lung.systems.m3lung import train_slice
     from m3lung.systems.m3lung_patient import extract_features, load_patient_recipe, train_patient
+    from m3lung.systems.m3lung_recipes import load_slice_recipe
     from m3lung.train.checkpoint import load_checkpoint, save_system
 
     work = Path(workdir)

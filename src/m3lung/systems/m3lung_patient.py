@@ -33,9 +33,10 @@ from m3lung.errors import InputError
 from m3lung.evaluate.patients import decision_table, fusion_decisions, rule_figures, write_rule_predictions
 from m3lung.models import PatientNet, PatientNetConfig, SliceNet, pad_features
 from m3lung.preprocess import LungCropConfig
+from m3lung.systems.base import load_recipe
 from m3lung.train.augment import draw_window
 from m3lung.train.checkpoint import load_checkpoint, save_system
-from m3lung.train.config import TrainConfig, apply_overrides, from_dict, load_recipe_data, to_dict
+from m3lung.train.config import TrainConfig, from_dict, to_dict
 from m3lung.train.engine import seed_everything
 from m3lung.train.inference import load_for_inference
 from m3lung.train.run import TrainingRun, write_results
@@ -141,8 +142,7 @@ class PatientRecipe:
 
 def load_patient_recipe(path: str | os.PathLike[str], overrides: Sequence[str] = ()) -> PatientRecipe:
     """Read a recipe YAML (or the name of a shipped one) and apply ``key=value`` overrides."""
-    data = apply_overrides(load_recipe_data(path), list(overrides))
-    return from_dict(PatientRecipe, data, where=str(path))
+    return load_recipe(PatientRecipe, path, overrides)
 
 
 # ------------------------------------------------------------------------------------------ batches
