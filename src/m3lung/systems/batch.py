@@ -6,6 +6,7 @@ Manifests (``.csv`` with a ``path`` column), one output folder per study, resume
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -156,6 +157,8 @@ def screen_many(
             done.append(summary_row(study.study_id, report.data))
         finally:
             claim.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # gone when no run holds a claim any more
+        (root / ".claims").rmdir()
     write_summary(root)
     _update_failures(root, failed, done={d["study_id"] for d in done})
     return {
@@ -195,12 +198,14 @@ def _claim(root: Path, study_id: str) -> Path | None:
     A claim of this host whose process is gone is stale and taken over; one of another host is respected.
     """
     folder = root / ".claims"
-    folder.mkdir(exist_ok=True)
     path = folder / study_id
     me = f"{socket.gethostname()} {os.getpid()}"
-    for _ in range(2):
+    for _ in range(3):
+        folder.mkdir(exist_ok=True)
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileNotFoundError:  # another run removed the empty claims folder just now
+            continue
         except FileExistsError:
             try:
                 host, pid = path.read_text().split()
