@@ -23,6 +23,7 @@ from m3lung.preprocess.normalise import (
     sliding_window_normalise,
 )
 from m3lung.preprocess.pipeline import PreparedSlices, prepare_slices
+from m3lung.preprocess.quality import ChestQuality, QualityConfig, assess_chest
 from m3lung.preprocess.resize import crop_resize, resize_volume
 from m3lung.preprocess.window import (
     PAPER_CENTRE_RANGE,
@@ -40,10 +41,13 @@ __all__ = [
     "PAPER_CENTRES",
     "PAPER_CENTRE_RANGE",
     "PAPER_WIDTH",
+    "ChestQuality",
     "LungCrop",
     "LungCropConfig",
     "LungROI",
     "PreparedSlices",
+    "QualityConfig",
+    "assess_chest",
     "body_mask",
     "body_midline",
     "crop_resize",
