@@ -126,7 +126,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
             f"m3lung: note: no --weights given; using the weights shipped with m3lung ({weights}){note}",
             file=sys.stderr,
         )
-    screener = Screener(weights, system=system, device=args.device, **options)
+    screener = Screener(weights, system=system, device=args.device, quality_gate=args.quality_gate, **options)
     result = screen_many(
         screener,
         studies,
@@ -147,6 +147,8 @@ def cmd_screen(args: argparse.Namespace) -> int:
             f"{row['study_id']}: {row['label']} (p {row['p_' + row['label']]}){extras}, "
             f"{row['n_slices']} slices in {row['seconds']} s"
         )
+    for row in result["not_assessable"]:
+        print(f"{row['study_id']}: not assessable, no class given: {row['why']}")
     if result["claimed_elsewhere"]:
         print(f"{len(result['claimed_elsewhere'])} study(ies) being screened by another run on {args.out}, left to it")
     if result["skipped"]:
@@ -154,7 +156,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
     for f in result["failed"]:
         print(f"m3lung: error: {f['study_id']}: {f['error']}", file=sys.stderr)
     print(f"outputs: {args.out}/<study>/report.json, report.html, lesion_map.nii.gz; summary.csv")
-    return 2 if result["failed"] else 0
+    return 2 if result["failed"] else 3 if result["not_assessable"] else 0
 
 
 def _add_screen(sub: Any) -> None:
@@ -166,6 +168,13 @@ def _add_screen(sub: Any) -> None:
     add_device(p)
     p.add_argument("--shard", help="i/n: screen only the i-th of n interleaved parts of the list (1-based)")
     p.add_argument("--overwrite", action="store_true", help="screen again studies that already have a report")
+    p.add_argument(
+        "--quality-gate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="refuse studies that are clearly not a chest CT in HU (not assessable: no class, exit status 3); "
+        "--no-quality-gate screens everything (research only)",
+    )
     add_quiet(p)
     add_read_options(p)
     p.set_defaults(func=cmd_screen, option_owners=_add_option_flags(p))

@@ -52,7 +52,9 @@ font-size:.92em}th{background:#f2f2f2}td.num{text-align:right;font-variant-numer
 .trained{border:2px solid #37474f;background:#eceff1;padding:8px 12px;margin:10px 0}
 .warnings{border:2px solid #e65100;background:#fff8e1;padding:8px 12px;margin:10px 0}
 .ok{border:1px solid #9e9e9e;background:#fafafa;padding:6px 12px;margin:10px 0}
-.decision{font-size:1.3em;font-weight:700;margin:.4em 0}.why{margin:.2em 0 .6em}.muted{color:#555;font-size:.9em}
+.decision{font-size:1.3em;font-weight:700;margin:.4em 0}
+.notassessable{border:2px solid #6a1b9a;background:#f3e5f5;padding:8px 12px;margin:10px 0}.why{margin:.2em 0 .6em}
+.muted{color:#555;font-size:.9em}
 .gallery{display:flex;flex-wrap:wrap;gap:10px}figure{margin:0;width:260px}
 figure img{width:256px;height:auto;image-rendering:pixelated;border:1px solid #333;display:block}
 figcaption{font-size:.82em;margin-top:3px}.mono{font-family:ui-monospace,Menlo,Consolas,monospace;
@@ -215,6 +217,14 @@ def render_html(
 
     # --- patient decision
     out.append("<section><h2>Patient-level result</h2>")
+    quality = report.get("quality") or {}
+    if report.get("assessable") is False:
+        why = "".join(f"<li>{esc(r)}</li>" for r in quality.get("reasons") or [])
+        out.append(
+            '<div class="notassessable"><div class="decision">Not assessable: no class is given</div>'
+            f"<p>The input quality gate found that this is not a chest CT in Hounsfield units:</p><ul>{why}</ul>"
+            "<p>The screening system did not run on it.</p></div>"
+        )
     if decision is not None:
         by_doc = patient.get(str(decided_by))
         by = rule_title(str(decided_by), by_doc if isinstance(by_doc, dict) else {}) if decided_by else "—"

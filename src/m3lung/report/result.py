@@ -87,6 +87,13 @@ class StudyResult:
     warnings: list[str] = field(default_factory=list)
     views: SliceViews | None = None
     device: str = "cpu"
+    #: the input quality gate's verdict (``ChestQuality.to_dict()``), when it ran
+    quality: dict[str, Any] | None = None
+
+    @property
+    def assessable(self) -> bool:
+        """False when the quality gate refused the study (then there is no label)."""
+        return self.quality is None or bool(self.quality.get("assessable", True))
 
     def __post_init__(self) -> None:
         if self.decided_by is not None and self.rules.get(self.decided_by) is None:

@@ -41,6 +41,8 @@ REPORT_FIELDS = {
     "device",
     "timings_s",
     "warnings",
+    "quality",
+    "assessable",
 }
 
 
@@ -58,14 +60,21 @@ class Report:
     views: SliceViews | None
 
     @property
+    def assessable(self) -> bool:
+        """False when the input quality gate refused the study: no class is given."""
+        return bool(self.data.get("assessable", True))
+
+    @property
     def label(self) -> str:
-        return str(self.data["patient"]["label"])
+        """The class given, or ``"not assessable"``."""
+        label = self.data["patient"]["label"]
+        return "not assessable" if label is None else str(label)
 
     @property
     def probs(self) -> dict[str, float]:
-        """The deciding rule's probability of each class."""
+        """The deciding rule's probability of each class (empty when not assessable)."""
         p = self.data["patient"]
-        return dict(zip(p["classes"], p["probs"], strict=True))
+        return dict(zip(p["classes"], p["probs"], strict=True)) if p["probs"] is not None else {}
 
     @property
     def shown(self) -> np.ndarray:
@@ -150,8 +159,11 @@ def build_report(result: StudyResult, volume: CTVolume, *, system_title: str = "
             "cols": w,
             "spacing_mm": list(volume.spacing),
         },
+        "assessable": result.assessable,
         "patient": patient,
     }
+    if result.quality is not None:
+        data["quality"] = result.quality
     if result.slices is not None:
         data["slices"] = {
             "order": "canonical: index 0 is the most inferior (feet) slice; source_index maps to the input order",

@@ -131,6 +131,7 @@ def screen_many(
         raise InputError(f"{root}: --out is a file; give a folder (it is created when missing)")
     root.mkdir(parents=True, exist_ok=True)
     done: list[dict[str, str]] = []
+    refused: list[dict[str, str]] = []
     skipped: list[str] = []
     claimed: list[str] = []
     failed: list[dict[str, str]] = []
@@ -154,15 +155,20 @@ def screen_many(
                 log.info("%s: %s", study.path, exc)
                 failed.append({"study_id": study.study_id, "path": study.path, "error": _message(exc)})
                 continue
-            done.append(summary_row(study.study_id, report.data))
+            row = summary_row(study.study_id, report.data)
+            if report.assessable:
+                done.append(row)
+            else:
+                refused.append({**row, "why": "; ".join(report.data["quality"]["reasons"])})
         finally:
             claim.unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # gone when no run holds a claim any more
         (root / ".claims").rmdir()
     write_summary(root)
-    _update_failures(root, failed, done={d["study_id"] for d in done})
+    _update_failures(root, failed, done={d["study_id"] for d in done + refused})
     return {
         "screened": done,
+        "not_assessable": refused,
         "skipped": skipped,
         "claimed_elsewhere": claimed,
         "failed": failed,
@@ -232,12 +238,12 @@ def summary_row(study_id: str, data: dict[str, Any]) -> dict[str, str]:
     """One ``summary.csv`` line from a ``report.json``: the study, the decision, each class's probability,
     the system's numeric extras (e.g. ``infected_share``), slices, seconds and the system."""
     patient = data["patient"]
-    probs = patient.get("probs") or [float("nan")] * len(patient["classes"])
+    shown = patient.get("probs") or [None] * len(patient["classes"])  # none when not assessable
     return {
         "study_id": study_id,
         "path": str(data["study"].get("source")),
-        "label": str(patient["label"]),
-        **{f"p_{k}": f"{float(v):.4f}" for k, v in zip(patient["classes"], probs, strict=True)},
+        "label": "not assessable" if patient["label"] is None else str(patient["label"]),
+        **{f"p_{k}": "" if v is None else f"{float(v):.4f}" for k, v in zip(patient["classes"], shown, strict=True)},
         **{k: f"{v:.4f}" for k, v in data.items() if _is_extra_number(k, v)},
         "n_slices": str(data["study"]["n_slices"]),
         "seconds": f"{float(data['timings_s'].get('total', float('nan'))):.2f}",

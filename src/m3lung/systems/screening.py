@@ -15,10 +15,12 @@ from typing import Any
 
 from m3lung.errors import InputError, M3LungWarning
 from m3lung.io import CTVolume, read_ct
+from m3lung.preprocess.quality import ChestQuality, QualityConfig, assess_chest
+from m3lung.report.result import StudyResult
 from m3lung.report.study import REPORT_SCHEMA, Report, build_report
 from m3lung.systems.base import System, get_system, make_options
 
-__all__ = ["REPORT_SCHEMA", "Report", "Screener", "screen"]
+__all__ = ["REPORT_SCHEMA", "Report", "Screener", "not_assessable", "screen"]
 
 
 class Screener:
@@ -32,6 +34,10 @@ class Screener:
     options : the system's ``Options`` instance; or give its fields as keywords (``batch_size=7``,
         ``map_shifts=2`` ...), the same names as the ``m3lung screen`` flags.
     device : "auto", "cpu" or "cuda".
+    quality_gate : look at every study first (:func:`m3lung.preprocess.quality.assess_chest`): a volume
+        that is clearly not a chest CT in HU is *not assessable*: the system does not run on it, and
+        its report gives no class but says why. ``quality`` sets the gate's thresholds. Turning the
+        gate off (``--no-quality-gate``) is for research on inputs the gate was not set on.
     """
 
     def __init__(
@@ -41,6 +47,8 @@ class Screener:
         system: str | type[System] = "m3lung",
         options: Any = None,
         device: str = "auto",
+        quality_gate: bool = True,
+        quality: QualityConfig | None = None,
         **option_values: Any,
     ) -> None:
         self.system_type = get_system(system) if isinstance(system, str) else system
@@ -52,6 +60,8 @@ class Screener:
         self.weights = str(weights)
         self.system = self.system_type.load(weights, self.options, device)
         self.device = self.system.device
+        self.quality_gate = quality_gate
+        self.quality = quality or QualityConfig()
 
     def screen(self, source: str | os.PathLike[str] | CTVolume, **read_options: Any) -> Report:
         """Screen one study (a path ``read_ct`` reads, with its options, or a :class:`CTVolume`).
@@ -65,8 +75,17 @@ class Screener:
             vol = source if isinstance(source, CTVolume) else read_ct(source, **read_options)
         t_read = round(time.perf_counter() - t0, 3)
         read_warnings = [*vol.warnings, *(str(w.message) for w in caught)]
-        result = self.system.predict(vol)
-        result.timings = {"read": t_read, **result.timings}
+        t1 = time.perf_counter()
+        gate = assess_chest(vol, self.quality) if self.quality_gate else None
+        t_gate = round(time.perf_counter() - t1, 3)
+        if gate is not None and not gate.assessable:
+            result = not_assessable(self.system_type, gate)
+        else:
+            result = self.system.predict(vol)
+        result.timings = {"read": t_read, **({"quality_gate": t_gate} if gate is not None else {}), **result.timings}
+        if gate is not None:
+            result.quality = gate.to_dict()
+            result.warnings = [*(f"quality: {n}" for n in gate.notes), *result.warnings]
         result.warnings = list(dict.fromkeys([*read_warnings, *result.warnings]))
         report = build_report(result, vol, system_title=self.system_type.title)
         timings = report.data["timings_s"]
@@ -74,6 +93,19 @@ class Screener:
         timings["other"] = round(max(0.0, total - sum(timings.values())), 3)
         timings["total"] = total
         return report
+
+
+def not_assessable(system: type[System], gate: ChestQuality) -> StudyResult:
+    """The result of a study the quality gate refused: no class, no rule ran, the reasons as warnings."""
+    return StudyResult(
+        system=system.name,
+        classes=system.classes,
+        label=None,
+        probs=None,
+        decided_by=None,
+        rules={},
+        warnings=[f"not assessable: {r}" for r in gate.reasons],
+    )
 
 
 def screen(
