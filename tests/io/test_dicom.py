@@ -352,3 +352,20 @@ def test_large_series_memory_guard(monkeypatch, vol, tmp_path):
     monkeypatch.setattr(os, "sysconf", lambda name: 1 if name == "SC_AVPHYS_PAGES" else 4096)
     with pytest.raises(DicomError, match="memory"):
         d.read_dicom(tmp_path / "s")
+
+
+def test_decoder_panic_is_a_dicom_error(vol, tmp_path):
+    # fuzz finding: an RLE stream whose runs overrun the image makes pylibjpeg-rle panic with a
+    # PanicException, a BaseException that escaped `except Exception` as a traceback
+    _write(vol, tmp_path / "s", transfer_syntax="rle")
+    f = sorted((tmp_path / "s").iterdir())[0]
+    data = bytearray(f.read_bytes())
+    start = data.rfind(b"\xe0\x7f\x10\x00") + 12  # PixelData value: items of the encapsulated stream
+    start += 8 + int.from_bytes(data[start + 4 : start + 8], "little") + 8  # skip the offset table, item header
+    n = len(data) - 8 - start  # the first (only) fragment, up to the sequence delimiter
+    header = np.zeros(16, "<u4")
+    header[:3] = 2, 64, 64 + (n - 64) // 2  # two segments, each all replicate runs of 128 bytes
+    data[start : start + n] = (header.tobytes() + bytes([0x81, 0x10]) * n)[:n]
+    f.write_bytes(bytes(data))
+    with pytest.raises(DicomError, match="cannot decode the pixel data"):
+        read_ct(tmp_path / "s")
