@@ -369,3 +369,33 @@ def test_decoder_panic_is_a_dicom_error(vol, tmp_path):
     f.write_bytes(bytes(data))
     with pytest.raises(DicomError, match="cannot decode the pixel data"):
         read_ct(tmp_path / "s")
+
+
+@pytest.mark.parametrize(
+    ("keyword", "raw", "why"),
+    [
+        ("Rows", b"", "Rows/Columns"),  # fuzz finding: int(None) TypeError while scanning
+        ("Columns", b"\x00\x00", "Rows/Columns"),
+        ("NumberOfFrames", b"2147483647", "more than a file"),  # fuzz finding: listed 2**31 frames (a hang)
+        ("NumberOfFrames", b"-3", "not a positive integer"),  # ... and this one dropped the slice silently
+    ],
+)
+def test_impossible_image_size_is_a_broken_file(vol, tmp_path, keyword, raw, why):
+    from pydicom.dataelem import RawDataElement
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.tag import Tag
+
+    _write(vol, tmp_path / "s")
+    f = sorted((tmp_path / "s").iterdir())[2]
+    ds = pydicom.dcmread(f)
+    tag = Tag(tag_for_keyword(keyword))
+    if tag in ds:
+        del ds[tag]
+    raw = raw + (b" " if len(raw) % 2 else b"")
+    ds._dict[tag] = RawDataElement(tag, dictionary_VR(tag), len(raw), raw, 0, False, True)
+    ds.save_as(f)
+    with pytest.raises(DicomError, match=why):
+        read_ct(tmp_path / "s")
+    with pytest.warns(M3LungWarning, match="skipped 1 unreadable"):
+        back = read_ct(tmp_path / "s", skip_broken=True)
+    assert back.n_slices == vol.n_slices - 1
