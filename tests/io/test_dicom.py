@@ -399,3 +399,16 @@ def test_impossible_image_size_is_a_broken_file(vol, tmp_path, keyword, raw, why
     with pytest.warns(M3LungWarning, match="skipped 1 unreadable"):
         back = read_ct(tmp_path / "s", skip_broken=True)
     assert back.n_slices == vol.n_slices - 1
+
+
+@pytest.mark.parametrize("how", ["empty", "junk"])
+def test_lost_file_of_a_series_is_a_warning(vol, tmp_path, how):
+    # fuzz finding: an end slice's file emptied (no suffix) or overwritten with junk (.dcm) vanished
+    # from the volume without a word
+    names = [f"{k:04d}" for k in range(vol.n_slices)] if how == "empty" else None
+    _write(vol, tmp_path / "s", file_names=names)
+    f = sorted((tmp_path / "s").iterdir())[0]
+    f.write_bytes(b"" if how == "empty" else np.random.default_rng(1).integers(0, 256, 3000, np.uint8).tobytes())
+    with pytest.warns(M3LungWarning, match="named like DICOM are empty or not DICOM"):
+        back = read_ct(tmp_path / "s")
+    assert back.n_slices == vol.n_slices - 1

@@ -112,6 +112,8 @@ class DicomScan:
     broken: list[tuple[str, str]]
     other_files: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: files named like DICOM (``.dcm``, ``.dicom``, ``.ima``; or empty) that are not DICOM, with why
+    not_dicom: list[tuple[str, str]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------- scanning
@@ -342,9 +344,15 @@ def _scan(root: Path, candidates: list[str], other: int) -> DicomScan:
     groups: dict[tuple[Any, ...], SeriesInfo] = {}
     non_image: dict[str, int] = defaultdict(int)
     broken: list[tuple[str, str]] = []
+    not_dicom: list[tuple[str, str]] = []
+    named_dicom = {".dcm", ".dicom", ".ima"}
     for p in candidates:
         magic = _is_dicom_magic(p)
         if not magic and Path(p).suffix.lower() not in _MAYBE_DICOM_SUFFIXES:
+            other += 1
+            continue
+        if not magic and Path(p).suffix.lower() not in named_dicom and os.path.getsize(p) == 0:
+            not_dicom.append((p, "empty"))  # (an empty .dcm is a broken file, below)
             other += 1
             continue
         try:
@@ -353,6 +361,8 @@ def _scan(root: Path, candidates: list[str], other: int) -> DicomScan:
             else:
                 ds = pydicom.dcmread(p, stop_before_pixels=True, force=True)
                 if "SOPClassUID" not in ds and "Rows" not in ds:
+                    if Path(p).suffix.lower() in named_dicom:
+                        not_dicom.append((p, "not DICOM"))
                     other += 1
                     continue
         except Exception as exc:  # any file pydicom cannot parse is listed as broken; the scan goes on
@@ -414,7 +424,12 @@ def _scan(root: Path, candidates: list[str], other: int) -> DicomScan:
                 groups[key] = info
             info.slices.append(ref)
     return DicomScan(
-        root=str(root), series=list(groups.values()), non_image=dict(non_image), broken=broken, other_files=other
+        root=str(root),
+        series=list(groups.values()),
+        non_image=dict(non_image),
+        broken=broken,
+        other_files=other,
+        not_dicom=not_dicom,
     )
 
 
