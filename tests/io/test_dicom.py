@@ -405,7 +405,7 @@ def test_impossible_image_size_is_a_broken_file(vol, tmp_path, keyword, raw, why
 def test_lost_file_of_a_series_is_a_warning(vol, tmp_path, how):
     # fuzz finding: an end slice's file emptied (no suffix) or overwritten with junk (.dcm) vanished
     # from the volume without a word
-    names = [f"{k:04d}" for k in range(vol.n_slices)] if how == "empty" else None
+    names = [f"CT.1.2.{k}" for k in range(vol.n_slices)] if how == "empty" else None  # UID names
     _write(vol, tmp_path / "s", file_names=names)
     f = sorted((tmp_path / "s").iterdir())[0]
     f.write_bytes(b"" if how == "empty" else np.random.default_rng(1).integers(0, 256, 3000, np.uint8).tobytes())

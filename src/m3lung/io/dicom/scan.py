@@ -348,11 +348,11 @@ def _scan(root: Path, candidates: list[str], other: int) -> DicomScan:
     named_dicom = {".dcm", ".dicom", ".ima"}
     for p in candidates:
         magic = _is_dicom_magic(p)
-        if not magic and Path(p).suffix.lower() not in _MAYBE_DICOM_SUFFIXES:
+        if not magic and Path(p).suffix.lower() not in named_dicom and os.path.getsize(p) == 0:
+            not_dicom.append((p, "empty"))  # e.g. UID-named slices "CT.1.2.3"; an empty .dcm is broken, below
             other += 1
             continue
-        if not magic and Path(p).suffix.lower() not in named_dicom and os.path.getsize(p) == 0:
-            not_dicom.append((p, "empty"))  # (an empty .dcm is a broken file, below)
+        if not magic and Path(p).suffix.lower() not in _MAYBE_DICOM_SUFFIXES:
             other += 1
             continue
         try:
