@@ -381,8 +381,8 @@ def test_decoder_panic_is_a_dicom_error(vol, tmp_path):
     ],
 )
 def test_impossible_image_size_is_a_broken_file(vol, tmp_path, keyword, raw, why):
-    from pydicom.dataelem import RawDataElement
     from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataelem import RawDataElement
     from pydicom.tag import Tag
 
     _write(vol, tmp_path / "s")

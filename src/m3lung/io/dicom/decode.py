@@ -12,7 +12,6 @@ import numpy as np
 from m3lung.errors import DicomError, warn
 from m3lung.io.dicom.scan import _quiet_pydicom
 
-
 #: exceptions that are the user's or the interpreter's own business, never a decoder's failure
 _NOT_DECODER_FAILURES = (KeyboardInterrupt, SystemExit, GeneratorExit)
 
