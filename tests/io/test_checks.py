@@ -13,7 +13,7 @@ import pytest
 from helpers import make_volume, need_shared, synthetic_chest
 from m3lung.errors import IntensityError, M3LungWarning
 from m3lung.io import CTVolume, read_ct, write_dicom_series
-from m3lung.io.checks import MAX_FLAGGED_FRACTION, check_slices, slice_stats
+from m3lung.io.checks import MAX_FLAGGED_FRACTION, check_slices, copied_slices, slice_stats
 
 N = 20
 
@@ -198,3 +198,22 @@ def test_phantom_studies_are_not_flagged():
         assert not st.flagged.any(), label
         check_slices(study.volume)
         assert study.volume.warnings == []
+
+
+def test_copied_and_blank_slices_warn(tmp_path):
+    # fuzz findings: one file's pixel data copied into another (even a distant slice of the same series)
+    # and a zeroed pixel stream were read without a word
+    write_dicom_series(make_volume(synthetic_chest(n=8, size=64)), tmp_path / "s")
+    files = sorted((tmp_path / "s").iterdir())
+    src, dst = pydicom.dcmread(files[1]), pydicom.dcmread(files[5])
+    dst.PixelData = src.PixelData
+    dst.save_as(files[5])
+    with pytest.warns(M3LungWarning, match="identical images"):
+        vol = read_ct(tmp_path / "s")
+    assert copied_slices(vol.voxels) == ([[2, 6]], [])  # files 1 and 5 count from the head
+    # a blank slice (its stream zeroed) where the neighbour test cannot judge: a two-slice series
+    pair = make_volume(synthetic_chest(n=2, size=64))
+    pair.voxels[1] = -1024.0
+    with pytest.warns(M3LungWarning, match="one value only"):
+        check_slices(pair)
+    assert copied_slices(synthetic_chest(n=8, size=64)) == ([], [])  # an intact series

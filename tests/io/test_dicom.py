@@ -352,3 +352,63 @@ def test_large_series_memory_guard(monkeypatch, vol, tmp_path):
     monkeypatch.setattr(os, "sysconf", lambda name: 1 if name == "SC_AVPHYS_PAGES" else 4096)
     with pytest.raises(DicomError, match="memory"):
         d.read_dicom(tmp_path / "s")
+
+
+def test_decoder_panic_is_a_dicom_error(vol, tmp_path):
+    # fuzz finding: an RLE stream whose runs overrun the image makes pylibjpeg-rle panic with a
+    # PanicException, a BaseException that escaped `except Exception` as a traceback
+    _write(vol, tmp_path / "s", transfer_syntax="rle")
+    f = sorted((tmp_path / "s").iterdir())[0]
+    data = bytearray(f.read_bytes())
+    start = data.rfind(b"\xe0\x7f\x10\x00") + 12  # PixelData value: items of the encapsulated stream
+    start += 8 + int.from_bytes(data[start + 4 : start + 8], "little") + 8  # skip the offset table, item header
+    n = len(data) - 8 - start  # the first (only) fragment, up to the sequence delimiter
+    header = np.zeros(16, "<u4")
+    header[:3] = 2, 64, 64 + (n - 64) // 2  # two segments, each all replicate runs of 128 bytes
+    data[start : start + n] = (header.tobytes() + bytes([0x81, 0x10]) * n)[:n]
+    f.write_bytes(bytes(data))
+    with pytest.raises(DicomError, match="cannot decode the pixel data"):
+        read_ct(tmp_path / "s")
+
+
+@pytest.mark.parametrize(
+    ("keyword", "raw", "why"),
+    [
+        ("Rows", b"", "Rows/Columns"),  # fuzz finding: int(None) TypeError while scanning
+        ("Columns", b"\x00\x00", "Rows/Columns"),
+        ("NumberOfFrames", b"2147483647", "more than a file"),  # fuzz finding: listed 2**31 frames (a hang)
+        ("NumberOfFrames", b"-3", "not a positive integer"),  # ... and this one dropped the slice silently
+    ],
+)
+def test_impossible_image_size_is_a_broken_file(vol, tmp_path, keyword, raw, why):
+    from pydicom.datadict import dictionary_VR, tag_for_keyword
+    from pydicom.dataelem import RawDataElement
+    from pydicom.tag import Tag
+
+    _write(vol, tmp_path / "s")
+    f = sorted((tmp_path / "s").iterdir())[2]
+    ds = pydicom.dcmread(f)
+    tag = Tag(tag_for_keyword(keyword))
+    if tag in ds:
+        del ds[tag]
+    raw = raw + (b" " if len(raw) % 2 else b"")
+    ds._dict[tag] = RawDataElement(tag, dictionary_VR(tag), len(raw), raw, 0, False, True)
+    ds.save_as(f)
+    with pytest.raises(DicomError, match=why):
+        read_ct(tmp_path / "s")
+    with pytest.warns(M3LungWarning, match="skipped 1 unreadable"):
+        back = read_ct(tmp_path / "s", skip_broken=True)
+    assert back.n_slices == vol.n_slices - 1
+
+
+@pytest.mark.parametrize("how", ["empty", "junk"])
+def test_lost_file_of_a_series_is_a_warning(vol, tmp_path, how):
+    # fuzz finding: an end slice's file emptied (no suffix) or overwritten with junk (.dcm) vanished
+    # from the volume without a word
+    names = [f"CT.1.2.{k}" for k in range(vol.n_slices)] if how == "empty" else None  # UID names
+    _write(vol, tmp_path / "s", file_names=names)
+    f = sorted((tmp_path / "s").iterdir())[0]
+    f.write_bytes(b"" if how == "empty" else np.random.default_rng(1).integers(0, 256, 3000, np.uint8).tobytes())
+    with pytest.warns(M3LungWarning, match="named like DICOM are empty or not DICOM"):
+        back = read_ct(tmp_path / "s")
+    assert back.n_slices == vol.n_slices - 1

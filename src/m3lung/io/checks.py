@@ -12,12 +12,17 @@ Two per-slice tests, vectorised over the volume (one pass per block of slices, n
   :data:`NEIGHBOUR_MIN_HU`. A gap in the series makes one large difference, which flags no slice. Needs
   at least :data:`NEIGHBOUR_MIN_SLICES` slices.
 
+* **Copies**: two slices at different positions with identical voxels (noise makes that impossible in
+  a real scan: the pixel data of one file was written into another), and slices that hold one value
+  only (a zeroed or blank pixel stream), are a warning naming them; they do not count as flagged.
+
 Flagged slices are a warning naming their positions; when more than :data:`MAX_FLAGGED_FRACTION` of the
 slices are flagged the volume is refused (:class:`~m3lung.errors.IntensityError`).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +39,7 @@ __all__ = [
     "OUT_OF_RANGE_FRACTION",
     "SliceCheck",
     "check_slices",
+    "copied_slices",
     "slice_stats",
 ]
 
@@ -121,6 +127,21 @@ def slice_stats(voxels: np.ndarray) -> SliceCheck:
     return SliceCheck(out, diff, own, med, flagged_range, flagged_neighbour)
 
 
+def copied_slices(voxels: np.ndarray) -> tuple[list[list[int]], list[int]]:
+    """Groups of slice indices with identical, non-constant voxels, and the indices of constant slices."""
+    v = np.asarray(voxels)
+    constant: list[int] = []
+    seen: dict[bytes, list[int]] = {}
+    for k in range(v.shape[0]):
+        sl = np.ascontiguousarray(v[k])
+        if sl.size == 0 or sl.min() == sl.max():
+            constant.append(k)
+            continue
+        seen.setdefault(hashlib.blake2b(sl.tobytes(), digest_size=16).digest(), []).append(k)
+    groups = [g for g in seen.values() if len(g) > 1]
+    return groups, constant
+
+
 def _where(idx: np.ndarray, volume: CTVolume) -> str:
     pos = volume.slice_positions
     assert pos is not None
@@ -167,4 +188,24 @@ def check_slices(volume: CTVolume) -> SliceCheck:
             "corrupt: check them by eye or re-export",
             volume.warnings,
         )
+    _warn_copies(volume)
     return st
+
+
+def _warn_copies(volume: CTVolume) -> None:
+    groups, constant = copied_slices(volume.voxels)
+    path = volume.source.path
+    if groups:
+        shown = "; ".join(_where(np.array(g), volume) for g in groups[:4])
+        warn(
+            f"{path}: {sum(len(g) for g in groups)} slices at different positions hold identical images, which "
+            f"noise makes impossible in a scan: {shown}; one file's pixel data was probably copied into "
+            "another: check them by eye or re-export",
+            volume.warnings,
+        )
+    if constant and len(constant) < volume.n_slices:
+        warn(
+            f"{path}: {len(constant)} slice(s) hold one value only (a blank or zeroed image): "
+            f"{_where(np.array(constant), volume)}; check them by eye or re-export",
+            volume.warnings,
+        )

@@ -12,6 +12,9 @@ import numpy as np
 from m3lung.errors import DicomError, warn
 from m3lung.io.dicom.scan import _quiet_pydicom
 
+#: exceptions that are the user's or the interpreter's own business, never a decoder's failure
+_NOT_DECODER_FAILURES = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
 
 # --------------------------------------------------------------------------------------------- decoding
 def _decode_file(path: str) -> tuple[np.ndarray, list[str]]:
@@ -64,13 +67,17 @@ def _decode_all(paths: Sequence[str], workers: int, sink: list[str]) -> dict[str
             for p, fut in futures.items():
                 try:
                     out[p], said[p] = fut.result()
-                except Exception as exc:
+                except _NOT_DECODER_FAILURES:
+                    raise
+                except BaseException as exc:  # native decoders panic with BaseException subclasses
                     raise fail(p, exc) from exc
     else:
         for p in paths:
             try:
                 out[p], said[p] = _decode_file(p)
-            except Exception as exc:
+            except _NOT_DECODER_FAILURES:
+                raise
+            except BaseException as exc:  # e.g. pylibjpeg-rle's PanicException (a BaseException) on corrupt data
                 raise fail(p, exc) from exc
     noisy = [(p, msgs) for p, msgs in said.items() if msgs]
     if noisy:

@@ -114,6 +114,14 @@ def read_dicom(
             )
         if scan.series:
             warn(f"{p}: skipped {len(scan.broken)} unreadable DICOM file(s): {listing}", sink)
+    if scan.not_dicom and scan.series:
+        listing = ", ".join(f"{bp} ({why})" for bp, why in scan.not_dicom[:5])
+        more = f" and {len(scan.not_dicom) - 5} more" if len(scan.not_dicom) > 5 else ""
+        warn(
+            f"{p}: {len(scan.not_dicom)} file(s) named like DICOM are empty or not DICOM and were left out: "
+            f"{listing}{more}; if they belonged to the series, slices are missing: re-export it",
+            sink,
+        )
     series = _choose_series(scan, series_uid, sink)
     return _build_volume(series, str(p), sink, anonymize=anonymize, workers=workers, rescale=rescale)
 

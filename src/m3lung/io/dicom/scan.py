@@ -112,6 +112,8 @@ class DicomScan:
     broken: list[tuple[str, str]]
     other_files: int
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: files named like DICOM (``.dcm``, ``.dicom``, ``.ima``; or empty) that are not DICOM, with why
+    not_dicom: list[tuple[str, str]] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------------------------- scanning
@@ -179,8 +181,35 @@ def _frame_attr(ds: Any, frame: int, group: str, attr: str) -> Any:
     return None
 
 
-def _slice_refs(ds: Any, path: str) -> list[_SliceRef]:
-    n_frames = _opt_int(ds.get("NumberOfFrames")) or 1
+def _get(ds: Any, name: str) -> Any:
+    """``ds.get(name)``, or None when pydicom cannot convert the stored value (``NaN`` in an IS, ...)."""
+    try:
+        return ds.get(name)
+    except Exception:  # a value of the wrong form: the same as absent for the caller's checks
+        return None
+
+
+def _image_size(ds: Any, path: str) -> tuple[int, int, int] | str:
+    """(rows, cols, frames) of an image header, or why they cannot be: not positive integers, or more
+    frames than the file can hold (each frame takes at least min(8, rows x cols) bytes: an item header
+    or one byte per pixel), which would make the reader list billions of frames."""
+    rows, cols = _opt_int(_get(ds, "Rows")), _opt_int(_get(ds, "Columns"))
+    if rows is None or cols is None or rows <= 0 or cols <= 0:
+        return f"Rows/Columns ({_get(ds, 'Rows')!r} x {_get(ds, 'Columns')!r}) are not positive integers"
+    raw = _get(ds, "NumberOfFrames")
+    frames = 1 if raw is None or str(raw).strip() in ("", "0") else _opt_int(raw)
+    if frames is None or frames < 1:
+        return f"NumberOfFrames ({raw!r}) is not a positive integer"
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = 0
+    if frames > 1 and frames * min(8, rows * cols) > size:
+        return f"NumberOfFrames ({frames}) is more than a file of {size} bytes can hold"
+    return rows, cols, frames
+
+
+def _slice_refs(ds: Any, path: str, n_frames: int = 1) -> list[_SliceRef]:
     sop = _uid(ds, "SOPInstanceUID")
     inst = _opt_int(ds.get("InstanceNumber"))
     if n_frames == 1 and "PerFrameFunctionalGroupsSequence" not in ds:
@@ -315,8 +344,14 @@ def _scan(root: Path, candidates: list[str], other: int) -> DicomScan:
     groups: dict[tuple[Any, ...], SeriesInfo] = {}
     non_image: dict[str, int] = defaultdict(int)
     broken: list[tuple[str, str]] = []
+    not_dicom: list[tuple[str, str]] = []
+    named_dicom = {".dcm", ".dicom", ".ima"}
     for p in candidates:
         magic = _is_dicom_magic(p)
+        if not magic and Path(p).suffix.lower() not in named_dicom and os.path.getsize(p) == 0:
+            not_dicom.append((p, "empty"))  # e.g. UID-named slices "CT.1.2.3"; an empty .dcm is broken, below
+            other += 1
+            continue
         if not magic and Path(p).suffix.lower() not in _MAYBE_DICOM_SUFFIXES:
             other += 1
             continue
@@ -326,6 +361,8 @@ def _scan(root: Path, candidates: list[str], other: int) -> DicomScan:
             else:
                 ds = pydicom.dcmread(p, stop_before_pixels=True, force=True)
                 if "SOPClassUID" not in ds and "Rows" not in ds:
+                    if Path(p).suffix.lower() in named_dicom:
+                        not_dicom.append((p, "not DICOM"))
                     other += 1
                     continue
         except Exception as exc:  # any file pydicom cannot parse is listed as broken; the scan goes on
@@ -345,8 +382,13 @@ def _scan(root: Path, candidates: list[str], other: int) -> DicomScan:
         if kind is not None:
             non_image[kind] += 1
             continue
+        size = _image_size(ds, p)
+        if isinstance(size, str):
+            broken.append((p, size))
+            continue
+        rows, cols, n_frames = size
         try:
-            refs = _slice_refs(ds, p)
+            refs = _slice_refs(ds, p, n_frames)
         except Exception as exc:  # malformed geometry tags of any kind
             broken.append((p, f"unreadable geometry: {exc}"))
             continue
@@ -358,8 +400,8 @@ def _scan(root: Path, candidates: list[str], other: int) -> DicomScan:
             key = (
                 series_uid
                 or f"<none:{ds.get('SeriesNumber')}:{_uid(ds, 'StudyInstanceUID')}:{_uid(ds, 'FrameOfReferenceUID')}>",
-                int(ds.Rows),
-                int(ds.Columns),
+                rows,
+                cols,
                 iop_key,
                 ps_key,
             )
@@ -373,8 +415,8 @@ def _scan(root: Path, candidates: list[str], other: int) -> DicomScan:
                     description=(str(ds.get("SeriesDescription")).strip() or None)
                     if ds.get("SeriesDescription")
                     else None,
-                    rows=int(ds.Rows),
-                    cols=int(ds.Columns),
+                    rows=rows,
+                    cols=cols,
                     transfer_syntax=str(ts) if ts else None,
                     is_localizer="LOCALIZER" in image_type,
                     header=ds,
@@ -382,7 +424,12 @@ def _scan(root: Path, candidates: list[str], other: int) -> DicomScan:
                 groups[key] = info
             info.slices.append(ref)
     return DicomScan(
-        root=str(root), series=list(groups.values()), non_image=dict(non_image), broken=broken, other_files=other
+        root=str(root),
+        series=list(groups.values()),
+        non_image=dict(non_image),
+        broken=broken,
+        other_files=other,
+        not_dicom=not_dicom,
     )
 
 
