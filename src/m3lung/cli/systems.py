@@ -19,7 +19,7 @@ from typing import Any
 
 from m3lung.cli.common import add_device, add_quiet, add_read_options, read_options
 from m3lung.errors import InputError
-from m3lung.systems.base import Stage, StageOption, System, get_system, list_systems
+from m3lung.systems.base import Stage, StageOption, System, get_system, list_systems, make_options
 
 __all__ = ["ALIASES", "add_system_commands"]
 
@@ -109,11 +109,12 @@ def cmd_systems(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ screen
 def cmd_screen(args: argparse.Namespace) -> int:
-    from m3lung.systems.batch import parse_shard, screen_many, studies_from
+    from m3lung.systems.batch import check_out_folder, parse_shard, screen_many, studies_from
     from m3lung.systems.screening import Screener
 
+    check_out_folder(args.out)
     system = get_system(args.system)
-    options = _given_options(args, system, args.option_owners)
+    options = make_options(system, **_given_options(args, system, args.option_owners))  # checked up front
     shard = parse_shard(args.shard)
     studies = studies_from(args.paths)
     weights = args.weights
@@ -126,7 +127,7 @@ def cmd_screen(args: argparse.Namespace) -> int:
             f"m3lung: note: no --weights given; using the weights shipped with m3lung ({weights}){note}",
             file=sys.stderr,
         )
-    screener = Screener(weights, system=system, device=args.device, quality_gate=args.quality_gate, **options)
+    screener = Screener(weights, system=system, options=options, device=args.device, quality_gate=args.quality_gate)
     result = screen_many(
         screener,
         studies,

@@ -75,6 +75,7 @@ class Screener:
             vol = source if isinstance(source, CTVolume) else read_ct(source, **read_options)
         t_read = round(time.perf_counter() - t0, 3)
         read_warnings = [*vol.warnings, *(str(w.message) for w in caught)]
+        vol.require_hu("screening (the systems read Hounsfield units)")  # 8-bit images are an error, as always
         t1 = time.perf_counter()
         gate = assess_chest(vol, self.quality) if self.quality_gate else None
         t_gate = round(time.perf_counter() - t1, 3)
