@@ -226,11 +226,6 @@ def make_options(system: type[System], options: Any = None, **values: Any) -> An
         raise InputError(f"{system.name}: {exc}") from exc
 
 
-def options_dict(options: Any) -> dict[str, Any]:
-    """An Options instance as a plain dict (for reports and provenance)."""
-    return {f.name: getattr(options, f.name) for f in dataclasses.fields(options)}
-
-
 def check_options(name: str, checks: Mapping[str, tuple[bool, str]]) -> None:
     """Raise one :class:`InputError` for the first failing ``{option: (ok, requirement)}`` check."""
     for option, (ok, requirement) in checks.items():

@@ -166,8 +166,8 @@ class M3LungSystem(System):
     ) -> None:
         from m3lung.models import PatientNetConfig
         from m3lung.systems.m3lung_inference import SlicePredictor
-        from m3lung.train.checkpoint import WeightsError, patient_net_from
-        from m3lung.train.inference import ready
+        from m3lung.train.checkpoint import WeightsError
+        from m3lung.train.inference import load_for_inference
 
         self.options = options
         self.predictor = SlicePredictor(
@@ -196,8 +196,9 @@ class M3LungSystem(System):
                     f"({self.slice_config.backbone}) gives {self.slice_config.feature_dim}-d ones: use weights "
                     "trained together (the system.pt of one `m3lung train patient` run)"
                 )
-            self.patient_net = patient_net_from(patient_doc, source=str(options.patient_weights or source))
-            ready(self.patient_net, device=self.device)
+            self.patient_net, _, _ = load_for_inference(
+                patient_doc, kind="patient_net", device=self.device, name=str(options.patient_weights or source)
+            )
         self.slice_doc = slice_doc
 
     @classmethod

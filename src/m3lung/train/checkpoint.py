@@ -25,7 +25,6 @@ from torch import nn
 
 from m3lung.errors import InputError, warn
 from m3lung.io.atomic import atomic_file
-from m3lung.models.patient_net import PatientNet
 from m3lung.models.registry import (
     WeightsError,
     check_state,
@@ -161,20 +160,6 @@ def load_model(
     label = name or (str(source) if not isinstance(source, Mapping) else f"a {kind} checkpoint")
     model = model_from_checkpoint(doc, source=label, expect=kind)
     return model.eval(), doc
-
-
-def slice_net_from(doc: Mapping[str, Any], *, source: str) -> SliceNet:
-    """The :class:`SliceNet` of a loaded ``slice_net`` checkpoint (its own config, weights checked to fit)."""
-    model = model_from_checkpoint(doc, source=source, expect="slice_net")
-    assert isinstance(model, SliceNet)
-    return model
-
-
-def patient_net_from(doc: Mapping[str, Any], *, source: str) -> PatientNet:
-    """The :class:`PatientNet` of a loaded ``patient_net`` checkpoint (its own config, weights checked to fit)."""
-    model = model_from_checkpoint(doc, source=source, expect="patient_net")
-    assert isinstance(model, PatientNet)
-    return model
 
 
 def _torchvision_cache_file(backbone: str) -> Path:
