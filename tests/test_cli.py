@@ -133,6 +133,15 @@ def test_bad_inputs_through_the_cli(tmp_path, capsys, make, extra, message):
     assert not (tmp_path / "o").exists()
 
 
+def test_skip_broken_skips_a_truncated_slice(tmp_path, capsys):
+    path = _truncated(tmp_path)
+    assert main(["info", str(path)]) == 2
+    assert "cannot decode the pixel data" in capsys.readouterr().err
+    assert main(["info", str(path), "--skip-broken"]) == 0
+    out = capsys.readouterr().out
+    assert "3 slices" in out and "pixel data cannot be decoded" in out
+
+
 def test_phantom_command_writes_a_readable_cohort(tmp_path, capsys):
     import csv
 
