@@ -65,6 +65,14 @@ def _raise_no_images(scan: DicomScan) -> None:
             f"{scan.root}: the DICOM files here hold no image ({kinds}). Point m3lung at the folder of "
             "the CT image series."
         )
+    if scan.other_files and not Path(scan.root).is_dir():
+        from m3lung.io.formats import IMAGE_SUFFIXES, ITK_SUFFIXES, NIFTI_SUFFIXES, NUMPY_SUFFIXES
+
+        known = "/".join(NIFTI_SUFFIXES + ITK_SUFFIXES + NUMPY_SUFFIXES + IMAGE_SUFFIXES)
+        raise DicomError(
+            f"{scan.root}: not a DICOM file, and not a format m3lung reads by its suffix ({known}); "
+            "pass a DICOM file or folder, or the image under its usual suffix"
+        )
     if scan.other_files:
         raise DicomError(
             f"{scan.root}: no DICOM files among the {scan.other_files} file(s) found. For NIfTI, MHA/NRRD, "
