@@ -133,6 +133,15 @@ def test_bad_inputs_through_the_cli(tmp_path, capsys, make, extra, message):
     assert not (tmp_path / "o").exists()
 
 
+def test_skip_broken_skips_a_truncated_slice(tmp_path, capsys):
+    path = _truncated(tmp_path)
+    assert main(["info", str(path)]) == 2
+    assert "cannot decode the pixel data" in capsys.readouterr().err
+    assert main(["info", str(path), "--skip-broken"]) == 0
+    out = capsys.readouterr().out
+    assert "3 slices" in out and "pixel data cannot be decoded" in out
+
+
 def test_phantom_command_writes_a_readable_cohort(tmp_path, capsys):
     import csv
 
@@ -192,3 +201,40 @@ def test_library_warnings_are_one_line(capsys):
     _show_warning("pixdim[1,2,3] should be\n non-zero", UserWarning, "/x/site-packages/nibabel/nifti1.py", 3)
     err = capsys.readouterr().err
     assert err == "m3lung: warning: pixdim[1,2,3] should be non-zero (UserWarning from nibabel)\n"
+
+
+def test_a_file_where_a_folder_is_expected(series, tmp_path, capsys):
+    # issue 17: FileExistsError / NotADirectoryError tracebacks; the file is never replaced
+    (tmp_path / "f").write_text("mine")
+    for cmd, what in (
+        (["preprocess", str(series), "--out", str(tmp_path / "f")], "the output folder (--out) is a file"),
+        (["preprocess", str(series), "--out", str(tmp_path / "f"), "--overwrite"], "(--out) is a file"),
+        (["preprocess", str(series), "--out", str(tmp_path / "f" / "o")], "cannot be made: "),
+        (["phantom", "--out", str(tmp_path / "f"), "--per-class", "1", "--size", "32"], "the cohort folder is a file"),
+        (["features", "--weights", "w.pt", "--data", str(tmp_path / "f"), "--out", "o"], "(--data) is a file"),
+        (["features", "--weights", "w.pt", "--data", str(tmp_path / "nope"), "--out", "o"], "no such folder"),
+    ):
+        assert main(cmd) == 2, cmd
+        err = capsys.readouterr().err
+        assert what in err and err.count("\n") == 1 and "Traceback" not in err, (cmd, err)
+    assert (tmp_path / "f").read_text() == "mine"
+
+
+def test_features_out_that_is_a_file(tmp_path, capsys):
+    from m3lung.phantom import PhantomConfig, write_cohort
+
+    write_cohort(tmp_path / "c", per_class=1, seed=0, config=PhantomConfig.small(32, (4, 6)), progress=False)
+    (tmp_path / "f").write_text("mine")
+    cmd = ["features", "--weights", str(tmp_path / "w.pt"), "--data", str(tmp_path / "c"), "--out", str(tmp_path / "f")]
+    assert main(cmd) == 2
+    err = capsys.readouterr().err
+    assert "the feature cache folder (--out) is a file, not a folder" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "blob.bin", "scan"])
+def test_a_file_that_is_neither_dicom_nor_a_known_format(tmp_path, capsys, name):
+    (tmp_path / name).write_bytes(b"hello, not an image\n" * 10)
+    assert main(["info", str(tmp_path / name)]) == 2
+    err = capsys.readouterr().err
+    assert "not a DICOM file, and not a format m3lung reads by its suffix (.nii/.nii.gz/.mha" in err
+    assert "not its folder" not in err and err.count("\n") == 1

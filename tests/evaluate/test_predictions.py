@@ -47,6 +47,45 @@ def test_bad_files(tmp_path, text, match):
         read_predictions(tmp_path / "p.csv")
 
 
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (b"", "the predictions file is empty"),
+        (b"\n \n", "the predictions file is empty"),
+        (b"patient_id,label,pred\na,0,0\n\x89PNG\xff\xfe\n", r"line 3: not UTF-8 text \(byte 0x89\)"),
+        (b"\x00\x01\x02binary", r"line 1: a NUL byte: this is a binary file"),
+        (b"patient_id,label,pred\na,0,0\nb,1\n", r"line 3: 2 field\(s\) where the header has 3"),
+        (b"patient_id,label,pred\na,0,0,COVID-19\n", r"line 2: 4 field\(s\) where the header has 3"),
+        (b'patient_id,label,pred\na,"0,0\n', "line 2"),  # an unclosed quote swallows the rest
+    ],
+)
+def test_binary_ragged_and_empty_files(tmp_path, data, match):
+    # issue 17: UnicodeDecodeError / AttributeError tracebacks before
+    (tmp_path / "p.csv").write_bytes(data)
+    with pytest.raises(InputError, match=match) as err:
+        read_predictions(tmp_path / "p.csv")
+    assert str(tmp_path / "p.csv") in str(err.value) and "\n" not in str(err.value)
+
+
+def test_trailing_empty_fields_and_blank_lines_are_fine(tmp_path):
+    (tmp_path / "p.csv").write_text("patient_id,label,pred\na,0,0,\n\nb,1,1\n")
+    assert read_predictions(tmp_path / "p.csv").y_pred.tolist() == [0, 1]
+
+
+def test_bad_labels_and_reports_of_screen_folders(tmp_path):
+    (tmp_path / "s1").mkdir()
+    (tmp_path / "labels.csv").write_bytes(b"study_id,label\ns1\n")
+    with pytest.raises(InputError, match=r"labels.csv, line 2: 1 field"):
+        read_screen_outputs(tmp_path, tmp_path / "labels.csv")
+    (tmp_path / "labels.csv").write_bytes(b"\xff\xfe\x00s\x00t")
+    with pytest.raises(InputError, match=r"labels\.csv, line 1"):
+        read_screen_outputs(tmp_path, tmp_path / "labels.csv")
+    (tmp_path / "labels.csv").write_text("study_id,label\ns1,CAP\n")
+    (tmp_path / "s1" / "report.json").write_text('{"patient": {"classes": []')
+    with pytest.raises(InputError, match=r"report.json: not a report.json of m3lung screen"):
+        read_screen_outputs(tmp_path, tmp_path / "labels.csv")
+
+
 def test_bad_class_lists():
     for bad in ("COVID", "a,A", ""):
         with pytest.raises(InputError, match="two distinct"):

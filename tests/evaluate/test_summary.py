@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 from m3lung.cli import main
 from m3lung.evaluate.predictions import write_predictions
@@ -64,3 +65,19 @@ def test_errors_are_one_line(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", "slice", str(tmp_path), "--data", str(tmp_path), "--map-shifts", "2"]) == 2
     assert "not a training run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xd8", "not UTF-8 text"),
+        (b"patient_id,label,pred\na,0\n", "line 2: 2 field(s) where the header has 3"),
+    ],
+)
+def test_binary_ragged_or_empty_csv_through_the_cli(tmp_path, capsys, data, message):
+    (tmp_path / "p.csv").write_bytes(data)
+    assert main(["evaluate", str(tmp_path / "p.csv")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(tmp_path / "p.csv") in err and "Traceback" not in err
+    assert err.count("\n") == 1

@@ -314,6 +314,28 @@ def test_truncated_file(vol, tmp_path):
         read_ct(tmp_path / "s")
 
 
+def test_skip_broken_skips_a_slice_whose_pixels_cannot_be_decoded(vol, tmp_path):
+    # issue 17: the header parses but the pixel data is cut short; --skip-broken did not skip it
+    _write(vol, tmp_path / "s")
+    f = sorted((tmp_path / "s").iterdir())[3]
+    f.write_bytes(f.read_bytes()[:2000])
+    with pytest.raises(DicomError, match="cannot decode the pixel data"):
+        read_ct(tmp_path / "s")
+    with pytest.warns(M3LungWarning, match=f"skipped 1 DICOM file.*pixel data cannot be decoded.*{f.name}"):
+        back = read_ct(tmp_path / "s", skip_broken=True)
+    assert back.n_slices == vol.n_slices - 1
+    assert f.name not in " ".join(back.source.files)
+    assert any("gap" in w or "uneven" in w for w in back.warnings)
+
+
+def test_skip_broken_with_no_decodable_slice_is_an_error(vol, tmp_path):
+    _write(vol, tmp_path / "s")
+    for f in (tmp_path / "s").iterdir():
+        f.write_bytes(f.read_bytes()[:2000])
+    with pytest.raises(DicomError, match="every file of the series cannot be decoded"):
+        read_ct(tmp_path / "s", skip_broken=True)
+
+
 def test_truncated_header_and_skip_broken(vol, tmp_path):
     _write(vol, tmp_path / "s")
     f = sorted((tmp_path / "s").iterdir())[2]

@@ -262,3 +262,21 @@ def test_a_real_size_ct_is_within_the_default_limit(monkeypatch):
     assert check_read_size((2000, 512, 512), 2 + 4, "ct") == pytest.approx(2.93, abs=0.01)  # NIfTI int16
     with pytest.raises(InputError, match="would need"):
         check_read_size((6300, 1024, 1024), 2 + 4, "ct")  # a 6.3 GB int16 NIfTI once inflated
+
+
+def test_atomic_dir_never_replaces_a_file(tmp_path):
+    from m3lung.io import atomic_dir, require_input_folder, require_output_folder
+
+    (tmp_path / "f").write_text("mine")
+    for overwrite in (False, True):
+        guard = atomic_dir(tmp_path / "f", overwrite=overwrite)
+        with pytest.raises(InputError, match="is a file, not a folder"), guard:
+            pass
+    assert (tmp_path / "f").read_text() == "mine" and sorted(os.listdir(tmp_path)) == ["f"]
+    with pytest.raises(InputError, match=r"cannot be made: .*f is a file"):
+        require_output_folder(tmp_path / "f" / "a" / "b")
+    assert require_output_folder(tmp_path / "new" / "a") == tmp_path / "new" / "a"
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        require_input_folder(tmp_path / "f")
+    with pytest.raises(InputError, match="no such folder"):
+        require_input_folder(tmp_path / "new")

@@ -287,3 +287,109 @@ def test_write_cohort_manifest_and_resume(tmp_path: os.PathLike[str]) -> None:
     assert os.path.exists(truths["syn-0002-h1n1"])
     assert os.stat(truths["syn-0001-covid"]).st_mtime_ns == mtimes["syn-0001-covid"]
     assert manifest.read_text() == before
+
+
+# ------------------------------------------------------------------------ nothing a user made is overwritten
+TINY = PhantomConfig.small(size=32, slices=(4, 6))
+
+
+def _cohort(out, **kw):
+    args = {"per_class": 1, "seed": 0, "config": TINY, "progress": False, **kw}
+    return write_cohort(out, **args)
+
+
+def _snapshot(folder) -> dict[str, int]:
+    return {
+        os.path.relpath(os.path.join(d, f), folder): os.stat(os.path.join(d, f)).st_mtime_ns
+        for d, _, files in os.walk(folder)
+        for f in files
+    }
+
+
+def test_write_cohort_records_its_settings_and_resumes_with_them(tmp_path) -> None:
+    manifest = _cohort(tmp_path / "c")
+    settings = json.loads((tmp_path / "c" / "cohort.json").read_text())
+    assert settings["per_class"] == 1 and settings["seed"] == 0 and settings["format"] == "dicom"
+    assert settings["config"] == TINY.to_dict()
+    before = manifest.read_text()
+    os.remove(manifest)  # interrupted before the manifest, one study unfinished
+    os.remove(tmp_path / "c" / "syn-0003-cap" / "truth.json")
+    _cohort(tmp_path / "c")
+    assert manifest.read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("change", "mine", "theirs"),
+    [
+        ({"per_class": 2}, "per class 1", "per class 2"),
+        ({"seed": 4}, "seed 0", "seed 4"),
+        ({"format": "nifti"}, "dicom", "nifti"),
+        ({"config": PhantomConfig.small(size=40, slices=(4, 6))}, "32x32 px", "40x40 px"),
+        ({"config": PhantomConfig.small(size=32, slices=(5, 7))}, "4-6 slices", "5-7 slices"),
+    ],
+)
+def test_write_cohort_refuses_a_cohort_made_with_other_settings(tmp_path, change, mine, theirs) -> None:
+    # issue 17: `m3lung train slice --data C` silently rewrote C's cohort.csv and its DICOMs
+    _cohort(tmp_path / "c")
+    before = _snapshot(tmp_path / "c")
+    with pytest.raises(InputError, match="holds a synthetic cohort made with") as err:
+        _cohort(tmp_path / "c", **change)
+    msg = str(err.value)
+    assert "\n" not in msg and mine in msg and theirs in msg and msg.index(mine) < msg.index(theirs)
+    assert "--overwrite" in msg and "another folder" in msg
+    assert _snapshot(tmp_path / "c") == before
+    manifest = _cohort(tmp_path / "c", overwrite=True, **change)
+    assert json.loads((tmp_path / "c" / "cohort.json").read_text())["config"] == change.get("config", TINY).to_dict()
+    rows = list(csv.DictReader(manifest.open()))
+    assert len(rows) == 4 * change.get("per_class", 1)
+    for r in rows:
+        truth = json.loads((tmp_path / "c" / r["patient_id"] / "truth.json").read_text())
+        assert truth["seed"] == change.get("seed", 0) and truth["format"] == change.get("format", "dicom")
+
+
+def test_write_cohort_into_a_folder_of_other_files(tmp_path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"not empty and holds no synthetic cohort \(notes.txt\)"):
+        _cohort(tmp_path / "mine")
+    assert os.listdir(tmp_path / "mine") == ["notes.txt"]
+    _cohort(tmp_path / "mine", overwrite=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "mine" / "cohort.csv").is_file()
+    (tmp_path / "empty").mkdir()
+    _cohort(tmp_path / "empty")  # an empty folder is fine
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        _cohort(tmp_path / "file", overwrite=True)
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_write_cohort_accepts_an_older_cohort_without_settings_only_when_it_fits(tmp_path) -> None:
+    manifest = _cohort(tmp_path / "c")
+    os.remove(tmp_path / "c" / "cohort.json")  # made before cohort.json existed
+    before = _snapshot(tmp_path / "c")
+    for change in ({"per_class": 2}, {"seed": 1}, {"format": "nifti"}, {"config": PhantomConfig.small(40, (4, 6))}):
+        with pytest.raises(InputError, match=r"holds a synthetic cohort \(cohort.csv, no cohort.json\)"):
+            _cohort(tmp_path / "c", **change)
+        assert _snapshot(tmp_path / "c") == before
+    text = manifest.read_text()
+    _cohort(tmp_path / "c")  # the same settings: used as it is, and its settings recorded
+    assert manifest.read_text() == text
+    after = _snapshot(tmp_path / "c")
+    assert {k: after[k] for k in before if k != "cohort.csv"} == {k: v for k, v in before.items() if k != "cohort.csv"}
+    assert json.loads((tmp_path / "c" / "cohort.json").read_text())["seed"] == 0
+
+
+def test_phantom_command_overwrite(tmp_path, capsys) -> None:
+    from m3lung.cli import main
+
+    base = ["phantom", "--out", str(tmp_path / "c"), "--per-class", "1", "--size", "32", "--slices", "4", "6"]
+    assert main([*base, "--quiet"]) == 0
+    assert main([*base, "--quiet", "--seed", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("m3lung: error: ") and err.count("\n") == 1 and "seed 0" in err and "seed 2" in err
+    assert main([*base, "--quiet", "--seed", "2", "--overwrite"]) == 0
+    assert json.loads((tmp_path / "c" / "cohort.json").read_text())["seed"] == 2
+    (tmp_path / "f").write_text("x")
+    assert main(["phantom", "--out", str(tmp_path / "f"), "--per-class", "1", "--size", "32", "--quiet"]) == 2
+    assert "is a file, not a folder" in capsys.readouterr().err

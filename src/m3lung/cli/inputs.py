@@ -60,9 +60,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
+    from m3lung.io import require_output_folder
     from m3lung.preprocess import LungCropConfig, prepare_slices
     from m3lung.report.preprocessed import write_preprocessed
 
+    require_output_folder(args.out)  # before the reading and preprocessing, not after
     vol = _read(args)
     cfg = LungCropConfig(output_size=(args.size, args.size), margin=args.margin)
     t0 = time.perf_counter()
@@ -84,7 +86,13 @@ def cmd_phantom(args: argparse.Namespace) -> int:
     # other sizes keep the anatomy's size in mm (pixel spacing scaled by 512 / size)
     cfg = PhantomConfig(slices=slices) if args.size == 512 else PhantomConfig.small(size=args.size, slices=slices)
     manifest = write_cohort(
-        args.out, per_class=args.per_class, seed=args.seed, format=args.format, config=cfg, progress=not args.quiet
+        args.out,
+        per_class=args.per_class,
+        seed=args.seed,
+        format=args.format,
+        config=cfg,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
     )
     print(f"synthetic cohort ({4 * args.per_class} studies, seed {args.seed}) -> {manifest}")
     return 0
@@ -92,8 +100,9 @@ def cmd_phantom(args: argparse.Namespace) -> int:
 
 def _cases(data: str) -> Any:
     from m3lung.data.slices import covidctmd_cases, synthetic_cases
+    from m3lung.io import require_input_folder
 
-    root = Path(data)
+    root = require_input_folder(data)
     if (root / "cohort.csv").exists():
         return synthetic_cases(root), "synthetic"
     if (root / "labels.csv").exists():
@@ -161,6 +170,12 @@ def add_input_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=512, help="rows and columns of every slice")
     p.add_argument("--slices", type=int, nargs=2, default=[24, 495], metavar=("MIN", "MAX"))
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into --out even when it holds a cohort made with other settings, or other files "
+        "(its cohort and study folders are replaced; other files are kept)",
+    )
     add_quiet(p)
     p.set_defaults(func=cmd_phantom)
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from m3lung.errors import InputError
-from m3lung.io.atomic import atomic_file, write_text_atomic
+from m3lung.io.atomic import atomic_file, require_output_folder, write_text_atomic
 
 INDEX_FIELDS = ("patient_id", "label", "n_slices", "file")
 
@@ -83,6 +83,7 @@ class FeatureCache:
                         "use another folder"
                     )
             return
+        require_output_folder(self.root, what="the feature cache folder")
         self.root.mkdir(parents=True, exist_ok=True)
         write_text_atomic(self.meta_path, json.dumps(meta, indent=1))
 

@@ -16,6 +16,7 @@ Classes default to the paper's four, ``Healthy, COVID-19, H1N1, CAP``; any list 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -81,15 +82,66 @@ def _class_index(value: str, classes: Sequence[str], where: str) -> int:
     raise InputError(f"{where}: {value!r} is not one of the classes {', '.join(classes)} (or 0..{len(classes) - 1})")
 
 
+def _read_csv_rows(path: Path, what: str, columns: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The header (stripped names) and rows ``(line number, {column: value})`` of a UTF-8 CSV file.
+
+    ``what`` names the file in messages (``"predictions"``), ``columns`` the header it needs
+    (``"patient_id,label,pred"``). A file that is empty, binary or not UTF-8, or a row with more or fewer
+    fields than the header, is an :class:`InputError` naming the file and the line. Blank lines are skipped;
+    extra trailing empty fields are allowed.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the {what} file ({exc.strerror or exc})") from exc
+    if not raw.strip():
+        raise InputError(f"{path}: the {what} file is empty; it needs a header row {columns} and one row per line")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise InputError(
+            f"{path}, line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); the {what} file must be a "
+            f"CSV with the header {columns}, saved as UTF-8"
+        ) from exc
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise InputError(
+            f"{path}, line {line}: a NUL byte: this is a binary file, not a CSV; the {what} file must be a "
+            f"CSV with the header {columns}"
+        )
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise InputError(f"{path}: the {what} file is empty; it needs a header row {columns}")
+        fields = [f.strip() for f in header]
+        rows: list[tuple[int, dict[str, str]]] = []
+        for values in reader:
+            if not values or all(not v.strip() for v in values):
+                continue  # a blank line
+            line = reader.line_num
+            if len(values) > len(fields) and not any(v.strip() for v in values[len(fields) :]):
+                values = values[: len(fields)]
+            if len(values) != len(fields):
+                raise InputError(
+                    f"{path}, line {line}: {len(values)} field(s) where the header has {len(fields)} "
+                    f"({', '.join(fields)}); every row needs one value per column"
+                )
+            rows.append((line, dict(zip(fields, values, strict=True))))
+    except csv.Error as exc:
+        raise InputError(
+            f"{path}, line {reader.line_num}: not a valid CSV ({exc}); expected the header {columns}"
+        ) from exc
+    return fields, rows
+
+
 def read_predictions(path: str | os.PathLike[str], classes: Sequence[str] = PAPER_CLASSES) -> Predictions:
     """Read and check a predictions CSV (format in the module docstring)."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: no such predictions file")
-    with p.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        fields = [f.strip() for f in (reader.fieldnames or [])]
-        rows = list(reader)
+    fields, rows = _read_csv_rows(p, "predictions", "patient_id,label,pred[,p_<class>...]")
     missing = [c for c in ("patient_id", "label", "pred") if c not in fields]
     if missing:
         raise InputError(f"{p}: missing column(s) {', '.join(missing)}; expected patient_id,label,pred[,p_<class>...]")
@@ -101,7 +153,7 @@ def read_predictions(path: str | os.PathLike[str], classes: Sequence[str] = PAPE
         absent = [c for c in prob_cols if c not in fields]
         raise InputError(f"{p}: probability columns for some classes only; missing {', '.join(absent)}")
     ids, y, pred, proba = [], [], [], []
-    for i, row in enumerate(rows, start=2):
+    for i, row in rows:
         where = f"{p}, line {i}"
         ids.append(row["patient_id"].strip())
         y.append(_class_index(row["label"], classes, where))
@@ -137,28 +189,33 @@ def read_screen_outputs(
     lab = Path(labels)
     if not lab.is_file():
         raise InputError(f"{lab}: no such labels file (columns study_id,label)")
-    with lab.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"study_id", "label"} <= set(reader.fieldnames):
-            raise InputError(f"{lab}: a labels file needs the columns study_id,label")
-        truth = {r["study_id"].strip(): r["label"] for r in reader}
+    fields, rows = _read_csv_rows(lab, "labels", "study_id,label")
+    if not {"study_id", "label"} <= set(fields):
+        raise InputError(f"{lab}: a labels file needs the columns study_id,label")
+    truth = {r["study_id"].strip(): (r["label"], f"{lab}, line {i}") for i, r in rows}
     ids, y, pred, proba = [], [], [], []
     missing = []
-    for sid, label in truth.items():
+    for sid, (label, where) in truth.items():
         rep = root / sid / "report.json"
         if not rep.is_file():
             missing.append(sid)
             continue
-        data = json.loads(rep.read_text())
-        patient = data["patient"]
-        names = list(patient["classes"])
+        try:
+            patient = json.loads(rep.read_text(encoding="utf-8"))["patient"]
+            names = list(patient["classes"])
+            rule = patient.get("decided_by", "nonparametric")
+            probs = [float(v) for v in patient[rule]["probs"]]
+            label_pred = str(patient["label"])
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise InputError(
+                f"{rep}: not a report.json of m3lung screen ({type(exc).__name__}: {exc}); screen the study again"
+            ) from exc
         if [n.lower() for n in names] != [c.lower() for c in classes]:
             raise InputError(f"{rep}: the report's classes {names} are not the evaluation's {list(classes)}")
-        rule = patient.get("decided_by", "nonparametric")
         ids.append(sid)
-        y.append(_class_index(label, classes, str(lab)))
-        pred.append(_class_index(patient["label"], classes, str(rep)))
-        proba.append([float(v) for v in patient[rule]["probs"]])
+        y.append(_class_index(label, classes, where))
+        pred.append(_class_index(label_pred, classes, str(rep)))
+        proba.append(probs)
     if missing:
         raise InputError(f"{root}: no report.json for {len(missing)} labelled study(ies), e.g. {missing[0]!r}")
     if not ids:
@@ -182,8 +239,6 @@ def write_predictions(
     classes: Sequence[str] = PAPER_CLASSES,
 ) -> Path:
     """Write predictions in the CSV format above (atomically), class names for label and pred."""
-    import io
-
     from m3lung.io.atomic import write_text_atomic
 
     buf = io.StringIO()

@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from m3lung.errors import InputError, M3LungWarning, warn
-from m3lung.io.atomic import atomic_dir, atomic_file, write_text_atomic
+from m3lung.io.atomic import (
+    atomic_dir,
+    atomic_file,
+    require_input_folder,
+    require_output_folder,
+    write_text_atomic,
+)
 from m3lung.io.checks import check_slices
 from m3lung.io.dicom import LARGE_SERIES_SLICES, DicomScan, SeriesInfo, read_dicom, scan_dicom
 from m3lung.io.formats import (
@@ -49,6 +55,8 @@ __all__ = [
     "read_ct",
     "read_dicom",
     "read_mask",
+    "require_input_folder",
+    "require_output_folder",
     "resample",
     "resample_array",
     "scan_dicom",

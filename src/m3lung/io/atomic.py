@@ -12,6 +12,38 @@ from pathlib import Path
 from m3lung.errors import InputError
 
 
+def _not_a_folder(p: Path) -> Path | None:
+    """``p`` or its nearest existing ancestor when that is not a folder (a file), else None."""
+    for q in (p, *p.parents):
+        if q.exists() or q.is_symlink():
+            return None if q.is_dir() else q
+    return None
+
+
+def require_output_folder(path: str | os.PathLike[str], *, what: str = "the output folder (--out)") -> Path:
+    """``path`` as a Path; an :class:`InputError` when it, or a folder above it, exists as a file.
+
+    Outputs are folders: new ones are made, existing ones are written into by the caller's rules;
+    a file in the way is never replaced.
+    """
+    p = Path(path)
+    blocker = _not_a_folder(p)
+    if blocker is not None:
+        where = "is a file" if blocker == p else f"cannot be made: {blocker} is a file"
+        raise InputError(f"{p}: {what} {where}, not a folder; pass a folder path (new or existing)")
+    return p
+
+
+def require_input_folder(path: str | os.PathLike[str], *, what: str = "the data folder (--data)") -> Path:
+    """``path`` as a Path; an :class:`InputError` when it does not exist or is not a folder."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: no such folder; {what} must be an existing folder")
+    if not p.is_dir():
+        raise InputError(f"{p}: {what} is a file, not a folder; pass the folder that holds the data")
+    return p
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -46,9 +78,9 @@ def atomic_dir(path: str | os.PathLike[str], *, overwrite: bool = False) -> Iter
     """Yield a temporary folder beside ``path``; rename it to ``path`` when the block succeeds.
 
     An existing ``path`` is an error unless ``overwrite``; then it is replaced only after the new
-    folder is complete.
+    folder is complete. A file at ``path`` (or above it) is always an error: it is never replaced.
     """
-    target = Path(path)
+    target = require_output_folder(path)
     if target.exists() and not overwrite:
         raise InputError(f"{target} exists; pass overwrite=True (CLI: --overwrite) to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -259,6 +259,125 @@ def _finished(folder: Path, format: Format, seed: int, index: int, config: Phant
     return truth if same and ct.exists() and masks else None
 
 
+#: the settings file of a cohort folder, beside ``cohort.csv``
+SETTINGS_FILE = "cohort.json"
+
+
+def _cohort_settings(per_class: int, seed: int, format: Format, config: PhantomConfig) -> dict[str, Any]:
+    """The settings recorded in ``cohort.json``, as JSON reads them back (lists, not tuples)."""
+    settings = {"per_class": int(per_class), "seed": int(seed), "format": format, "config": config.to_dict()}
+    return dict(json.loads(json.dumps(settings, default=_json_default)))
+
+
+def _describe(settings: dict[str, Any], other: dict[str, Any] | None = None) -> str:
+    """``per class 1, seed 0, dicom, 32x32 px, 4-6 slices`` (plus the other phantom settings that differ)."""
+    cfg = settings.get("config") or {}
+    sl = cfg.get("slices") or ["?", "?"]
+    text = (
+        f"per class {settings.get('per_class', '?')}, seed {settings.get('seed', '?')}, {settings.get('format', '?')}, "
+        f"{cfg.get('rows', '?')}x{cfg.get('cols', '?')} px, {sl[0]}-{sl[1]} slices"
+    )
+    if other is not None:
+        shown = {"rows", "cols", "slices"}
+        ocfg = other.get("config") or {}
+        differ = sorted(k for k in set(cfg) | set(ocfg) if k not in shown and cfg.get(k) != ocfg.get(k))
+        text += "".join(f", {k} {cfg.get(k)}" for k in differ)
+    return text
+
+
+def _expected_rows(settings: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(patient_id, path)`` of every study of a cohort with these settings, in manifest order."""
+    rows = []
+    for i in range(4 * int(settings["per_class"])):
+        pid = cohort_patient_id(i, i % 4)
+        rows.append((pid, f"{pid}/ct" if settings["format"] == "dicom" else f"{pid}/ct.nii.gz"))
+    return rows
+
+
+def _legacy_settings_match(out: Path, settings: dict[str, Any]) -> bool:
+    """Whether a cohort without ``cohort.json`` (made before it existed) is the one ``settings`` make.
+
+    Its ``cohort.csv`` must list the same studies (ids and paths, in order), and every study already
+    complete on disk must have been made with the same seed, format and phantom config.
+    """
+    try:
+        with (out / "cohort.csv").open(newline="", encoding="utf-8") as fh:
+            listed = [(r.get("patient_id"), r.get("path")) for r in csv.DictReader(fh)]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return listed == _expected_rows(settings) and _studies_match(out, settings)
+
+
+def _check_cohort_folder(out: Path, settings: dict[str, Any]) -> None:
+    """Refuse to write a cohort with ``settings`` into ``out`` when that would replace something else.
+
+    Allowed: a missing or empty folder; a cohort made with the same settings (complete or interrupted);
+    a cohort from before ``cohort.json`` whose manifest and studies fit ``settings``; a folder holding
+    only study folders of this cohort (an interrupted run from before ``cohort.json``).
+    """
+    again = (
+        "use another folder (--out, or --data for training), delete that cohort, or replace it with "
+        "`m3lung phantom --overwrite` (Python: write_cohort(..., overwrite=True))"
+    )
+    if not out.is_dir():
+        return
+    settings_path = out / SETTINGS_FILE
+    if settings_path.exists():
+        try:
+            old = json.loads(settings_path.read_text(encoding="utf-8"))
+            if not isinstance(old, dict):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError) as exc:
+            raise InputError(f"{settings_path}: cannot be read ({exc}); {again}") from exc
+        if old != settings:
+            raise InputError(
+                f"{out} holds a synthetic cohort made with {_describe(old, settings)}, not the "
+                f"{_describe(settings, old)} asked for; {again}"
+            )
+        return
+    if (out / "cohort.csv").exists():
+        if not _legacy_settings_match(out, settings):
+            raise InputError(
+                f"{out} holds a synthetic cohort (cohort.csv, no {SETTINGS_FILE}) that is not the one made with "
+                f"{_describe(settings)}; {again}"
+            )
+        return
+    ours = {pid for pid, _ in _expected_rows(settings)}
+    others = sorted(e.name for e in out.iterdir() if e.name not in ours)
+    if others:
+        shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise InputError(
+            f"{out} is not empty and holds no synthetic cohort ({shown}); a cohort is written into a new or "
+            "empty folder: pass another one, or write into this one anyway with `m3lung phantom --overwrite` "
+            "(existing files are kept; study folders of the same name are replaced)"
+        )
+    if not _studies_match(out, settings):
+        raise InputError(
+            f"{out} holds study folders of a synthetic cohort made with other settings than {_describe(settings)}; "
+            f"{again}"
+        )
+
+
+def _studies_match(out: Path, settings: dict[str, Any]) -> bool:
+    """Whether every study of ``settings`` that has a ``truth.json`` in ``out`` was made with them."""
+    for i, (pid, _) in enumerate(_expected_rows(settings)):
+        try:
+            truth = json.loads((out / pid / "truth.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError):
+            return False
+        same = (
+            truth.get("seed") == settings["seed"]
+            and truth.get("index") == i
+            and truth.get("format") == settings["format"]
+            and truth.get("config") == settings["config"]
+        )
+        if not same:
+            return False
+    return True
+
+
 def write_cohort(
     out_dir: str | os.PathLike[str],
     *,
@@ -267,12 +386,20 @@ def write_cohort(
     format: Format = "dicom",
     config: PhantomConfig = PhantomConfig(),  # noqa: B008
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Write ``4 * per_class`` studies (see :func:`make_cohort`) and the manifest ``out_dir/cohort.csv``.
 
-    Studies already complete on disk with the same seed, format and config are kept as they are
-    (resume after an interruption). The manifest has the columns :data:`MANIFEST_COLUMNS`; ``path``
-    is the CT input relative to ``out_dir`` (``<patient_id>/ct`` or ``<patient_id>/ct.nii.gz``).
+    The settings (``per_class``, ``seed``, ``format``, ``config``) are recorded first in
+    ``out_dir/cohort.json``. Studies already complete on disk with the same settings are kept as they
+    are (resume after an interruption). ``out_dir`` must be new, empty, or hold a cohort made with the
+    same settings; anything else (a cohort made with other settings, or other files) is an
+    :class:`InputError` unless ``overwrite``: then the cohort is written into the folder anyway,
+    replacing ``cohort.csv``, ``cohort.json`` and the study folders it writes; other files are never
+    deleted. A cohort from before ``cohort.json`` is accepted when its ``cohort.csv`` lists the studies
+    these settings make and its studies were made with them. The manifest has the columns
+    :data:`MANIFEST_COLUMNS`; ``path`` is the CT input relative to ``out_dir`` (``<patient_id>/ct`` or
+    ``<patient_id>/ct.nii.gz``).
 
     Returns
     -------
@@ -281,10 +408,22 @@ def write_cohort(
     """
     from tqdm import tqdm
 
+    from m3lung.io.atomic import require_output_folder
+
     if per_class < 0:
         raise InputError(f"per_class must be >= 0, got {per_class}")
-    out = Path(out_dir)
+    if format not in ("dicom", "nifti"):
+        raise InputError(f"format must be 'dicom' or 'nifti', got {format!r}")
+    out = require_output_folder(out_dir, what="the cohort folder")
+    settings = _cohort_settings(per_class, seed, format, config)
+    if not overwrite:
+        _check_cohort_folder(out, settings)
     out.mkdir(parents=True, exist_ok=True)
+    settings_path = out / SETTINGS_FILE
+    if overwrite:
+        (out / "cohort.csv").unlink(missing_ok=True)  # it lists the cohort being replaced
+    if overwrite or not settings_path.exists():
+        write_text_atomic(settings_path, json.dumps(settings, indent=1) + "\n")
     rows = []
     # disable=None: tqdm turns itself off when stderr is not a terminal
     for i in tqdm(range(4 * per_class), desc="phantom cohort", unit="study", disable=None if progress else True):

@@ -27,6 +27,7 @@ from m3lung.classes import CLASSES
 from m3lung.data.slices import Case, covidctmd_cases, synthetic_cases
 from m3lung.data.splits import split_slice_tables
 from m3lung.errors import InputError, M3LungWarning
+from m3lung.io.atomic import require_input_folder, require_output_folder
 from m3lung.models import SliceNet
 from m3lung.preprocess import (
     LungCropConfig,
@@ -47,10 +48,16 @@ log = logging.getLogger(__name__)
 def prepare_data(
     recipe: SliceRecipe, data: str | os.PathLike[str], cache_dir: str | os.PathLike[str], *, progress: bool = True
 ) -> dict[str, Any]:
-    """Cases, slice tables and row splits for ``recipe`` from the data folder ``data``."""
+    """Cases, slice tables and row splits for ``recipe`` from the data folder ``data``.
+
+    A synthetic source with ``synthetic_per_class > 0`` makes its cohort in ``data`` (resuming an
+    interrupted one) or uses the one there when it was made with the recipe's settings; a cohort made
+    with other settings, or a folder holding other files, is an :class:`InputError`
+    (see :func:`m3lung.phantom.write_cohort`), never overwritten.
+    """
     d = recipe.data
-    root = Path(data)
     if d.source == "synthetic":
+        root = require_output_folder(data, what="the data folder (--data)")
         if not (root / "cohort.csv").exists() or d.synthetic_per_class > 0:
             if d.synthetic_per_class <= 0:
                 raise InputError(f"{root}: no synthetic cohort (cohort.csv); make one with `m3lung phantom`")
@@ -59,9 +66,17 @@ def prepare_data(
             size = d.synthetic_size
             slices = d.synthetic_slices
             pcfg = PhantomConfig(slices=slices) if size == 512 else PhantomConfig.small(size=size, slices=slices)
-            write_cohort(root, per_class=d.synthetic_per_class, seed=d.synthetic_seed, config=pcfg, progress=progress)
+            try:
+                write_cohort(
+                    root, per_class=d.synthetic_per_class, seed=d.synthetic_seed, config=pcfg, progress=progress
+                )
+            except InputError as exc:
+                if not (root / "cohort.csv").exists():
+                    raise
+                raise InputError(f"{exc}; or train on it as it is: --set data.synthetic_per_class=0") from exc
         cases = synthetic_cases(root)
     else:
+        root = require_input_folder(data, what="the COVID-CT-MD folder (--data)")
         cases = covidctmd_cases(root)
     splits = split_slice_tables(
         cases,

@@ -31,6 +31,7 @@ from m3lung.data.slices import Case, build_case_cache
 from m3lung.data.splits import split_scan_ids
 from m3lung.errors import InputError
 from m3lung.evaluate.patients import decision_table, fusion_decisions, rule_figures, write_rule_predictions
+from m3lung.io.atomic import require_output_folder
 from m3lung.models import PatientNet, PatientNetConfig, SliceNet, pad_features
 from m3lung.preprocess import LungCropConfig
 from m3lung.systems.base import load_recipe
@@ -67,6 +68,7 @@ def extract_features(
 
     from m3lung.systems.m3lung_inference import predict_crops, slice_windows
 
+    require_output_folder(out, what="the feature cache folder (--out)")
     model, doc, dev = load_for_inference(weights, kind="slice_net", device=device)
     assert isinstance(model, SliceNet)
     config = model.config

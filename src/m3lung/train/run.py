@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from torch import nn
 
-from m3lung.io.atomic import write_text_atomic
+from m3lung.io.atomic import require_output_folder, write_text_atomic
 from m3lung.train.config import TrainConfig, to_dict
 from m3lung.train.engine import FitResult, Task, fit
 
@@ -50,7 +50,7 @@ class TrainingRun:
     """
 
     def __init__(self, out: str | os.PathLike[str], *, main: bool = True) -> None:
-        self.out_dir = Path(out)
+        self.out_dir = require_output_folder(out, what="the run folder (--out)")
         self.main = main
         self.started = time.perf_counter()
 

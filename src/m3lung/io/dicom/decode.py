@@ -48,15 +48,27 @@ def _decode_file(path: str) -> tuple[np.ndarray, list[str]]:
     return np.asarray(arr), said
 
 
-def _decode_all(paths: Sequence[str], workers: int, sink: list[str]) -> dict[str, np.ndarray]:
-    """Decode ``paths``; the decoders' warnings become :class:`~m3lung.errors.M3LungWarning` s in ``sink``."""
+def _decode_all(
+    paths: Sequence[str], workers: int, sink: list[str], *, failed: dict[str, str] | None = None
+) -> dict[str, np.ndarray]:
+    """Decode ``paths``; the decoders' warnings become :class:`~m3lung.errors.M3LungWarning` s in ``sink``.
+
+    A file whose pixel data cannot be decoded raises :class:`~m3lung.errors.DicomError`, unless
+    ``failed`` is given: then the file is left out of the result and ``failed[path]`` says why.
+    """
     out: dict[str, np.ndarray] = {}
     said: dict[str, list[str]] = {}
+
+    def handle(p: str, exc: BaseException) -> None:
+        if failed is None:
+            raise fail(p, exc) from exc
+        failed[p] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
     def fail(p: str, exc: BaseException) -> DicomError:
         return DicomError(
             f"cannot decode the pixel data of {p}: {type(exc).__name__}: {exc}. The file may be truncated "
-            "or corrupt (re-export it or remove it from the folder); for compressed transfer syntaxes "
+            "or corrupt (re-export it, remove it from the folder, or pass skip_broken=True (CLI: --skip-broken) "
+            "to read the rest of the series); for compressed transfer syntaxes "
             "make sure python-gdcm or pylibjpeg with pylibjpeg-libjpeg / pylibjpeg-openjpeg / "
             "pylibjpeg-rle is installed."
         )
@@ -70,7 +82,7 @@ def _decode_all(paths: Sequence[str], workers: int, sink: list[str]) -> dict[str
                 except _NOT_DECODER_FAILURES:
                     raise
                 except BaseException as exc:  # native decoders panic with BaseException subclasses
-                    raise fail(p, exc) from exc
+                    handle(p, exc)
     else:
         for p in paths:
             try:
@@ -78,7 +90,7 @@ def _decode_all(paths: Sequence[str], workers: int, sink: list[str]) -> dict[str
             except _NOT_DECODER_FAILURES:
                 raise
             except BaseException as exc:  # e.g. pylibjpeg-rle's PanicException (a BaseException) on corrupt data
-                raise fail(p, exc) from exc
+                handle(p, exc)
     noisy = [(p, msgs) for p, msgs in said.items() if msgs]
     if noisy:
         shown = "; ".join(f"{p}: {' / '.join(msgs)}" for p, msgs in noisy[:3])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from m3lung.io.dicom.geometry import (
     _spacing_checks,
     _unit,
 )
-from m3lung.io.dicom.scan import DicomScan, SeriesInfo, _opt_float, _scan_path
+from m3lung.io.dicom.scan import DicomScan, SeriesInfo, _opt_float, _scan_path, _SliceRef
 from m3lung.io.guards import check_spacing
 from m3lung.io.orientation import apply_reorientation, plan_reorientation
 from m3lung.io.volume import IDENTIFYING_FIELDS, CTVolume, SourceInfo, check_finite
@@ -64,6 +65,14 @@ def _raise_no_images(scan: DicomScan) -> None:
             f"{scan.root}: the DICOM files here hold no image ({kinds}). Point m3lung at the folder of "
             "the CT image series."
         )
+    if scan.other_files and not Path(scan.root).is_dir():
+        from m3lung.io.formats import IMAGE_SUFFIXES, ITK_SUFFIXES, NIFTI_SUFFIXES, NUMPY_SUFFIXES
+
+        known = "/".join(NIFTI_SUFFIXES + ITK_SUFFIXES + NUMPY_SUFFIXES + IMAGE_SUFFIXES)
+        raise DicomError(
+            f"{scan.root}: not a DICOM file, and not a format m3lung reads by its suffix ({known}); "
+            "pass a DICOM file or folder, or the image under its usual suffix"
+        )
     if scan.other_files:
         raise DicomError(
             f"{scan.root}: no DICOM files among the {scan.other_files} file(s) found. For NIfTI, MHA/NRRD, "
@@ -96,8 +105,8 @@ def read_dicom(
     series_uid : read this SeriesInstanceUID instead of the CT series with the most slices.
     anonymize : drop identifying header fields and replace UIDs with hashed ones.
     workers : processes decoding compressed pixel data (default: automatic, 1 for uncompressed).
-    skip_broken : warn about and skip files that look like DICOM but cannot be parsed, instead of
-        raising.
+    skip_broken : warn about and skip files that look like DICOM but cannot be parsed, or whose pixel
+        data cannot be decoded (e.g. a truncated slice), instead of raising.
     rescale : ``(slope, intercept)`` to use when the files lack RescaleSlope/RescaleIntercept.
     """
     sink: list[str] = []
@@ -123,29 +132,15 @@ def read_dicom(
             sink,
         )
     series = _choose_series(scan, series_uid, sink)
-    return _build_volume(series, str(p), sink, anonymize=anonymize, workers=workers, rescale=rescale)
+    return _build_volume(
+        series, str(p), sink, anonymize=anonymize, workers=workers, rescale=rescale, skip_broken=skip_broken
+    )
 
 
-def _build_volume(
-    series: SeriesInfo,
-    path: str,
-    sink: list[str],
-    *,
-    anonymize: bool,
-    workers: int | None,
-    rescale: tuple[float, float] | None,
-) -> CTVolume:
-    refs = list(series.slices)
-    hdr = series.header
-    modality = series.modality
-    if modality is None:
-        warn(f"{path}: no Modality tag; assuming CT", sink)
-    elif modality.upper() != "CT":
-        warn(
-            f"{path}: Modality is {modality}, not CT: steps that rely on Hounsfield units (lung crop, "
-            "windowing) will not mean what they should",
-            sink,
-        )
+def _arrange(
+    refs: list[_SliceRef], hdr: Any, path: str, sink: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[_SliceRef], np.ndarray, list[list[_SliceRef]], bool]:
+    """Directions (row, column, normal), the slices in order, their positions and same-position groups."""
     iop = next((r.iop for r in refs if r.iop is not None), None)
     have_geometry = iop is not None and all(r.ipp is not None for r in refs)
     if have_geometry:
@@ -167,12 +162,47 @@ def _build_volume(
         groups = [[r] for r in kept]
         step = _opt_float(hdr.get("SpacingBetweenSlices")) or _opt_float(hdr.get("SliceThickness")) or 1.0
         positions = np.arange(len(kept), dtype=np.float64) * step
+    return row_dir, col_dir, normal, kept, positions, groups, have_geometry
 
-    n = len(kept)
-    _check_memory(n, series.rows, series.cols, path, sink)
+
+def _build_volume(
+    series: SeriesInfo,
+    path: str,
+    sink: list[str],
+    *,
+    anonymize: bool,
+    workers: int | None,
+    rescale: tuple[float, float] | None,
+    skip_broken: bool = False,
+) -> CTVolume:
+    refs = list(series.slices)
+    hdr = series.header
+    modality = series.modality
+    if modality is None:
+        warn(f"{path}: no Modality tag; assuming CT", sink)
+    elif modality.upper() != "CT":
+        warn(
+            f"{path}: Modality is {modality}, not CT: steps that rely on Hounsfield units (lung crop, "
+            "windowing) will not mean what they should",
+            sink,
+        )
+    row_dir, col_dir, normal, kept, positions, groups, have_geometry = _arrange(refs, hdr, path, sink)
+    _check_memory(len(kept), series.rows, series.cols, path, sink)
     needed_paths = sorted({r.path for g in groups for r in g})
     n_workers = workers if workers is not None else _auto_workers(len(needed_paths), series.transfer_syntax)
-    pixels = _decode_all(needed_paths, n_workers, sink)
+    failed: dict[str, str] | None = {} if skip_broken else None
+    pixels = _decode_all(needed_paths, n_workers, sink, failed=failed)
+    if failed:
+        listing = "; ".join(f"{fp} ({why})" for fp, why in list(failed.items())[:5])
+        refs = [r for r in refs if r.path not in failed]
+        if not refs:
+            raise DicomError(
+                f"{path}: the pixel data of every file of the series cannot be decoded (truncated or "
+                f"corrupt): {listing}; re-export the series"
+            )
+        warn(f"{path}: skipped {len(failed)} DICOM file(s) whose pixel data cannot be decoded: {listing}", sink)
+        row_dir, col_dir, normal, kept, positions, groups, have_geometry = _arrange(refs, hdr, path, [])
+    n = len(kept)
     if any(len(g) > 1 for g in groups):
         _resolve_duplicates(groups, pixels, positions, path, sink)
 
