@@ -92,7 +92,7 @@ CASES = [
     ("threshold-2", _screen(lambda t: _series(t), "--threshold", "2"), 2,
      "--threshold must be in [0, 1)", "nothing"),
     ("out-is-a-file", lambda t: ["screen", _series(t), "--out", str(t / "file"), "--quiet"], 2,
-     "--out is a file", "nothing"),
+     "(--out) is a file, not a folder", "nothing"),
     ("train-epochs-negative", lambda t: ["train", "slice", "--recipe", "slice_tiny", "--data", str(t / "d"),
      "--out", str(t / "run"), "--set", "train.epochs=-1", "--quiet"], 2, "train.epochs must be at least 1", "nothing"),
     ("train-batch-size-0", lambda t: ["train", "slice", "--recipe", "slice_tiny", "--data", str(t / "d"),

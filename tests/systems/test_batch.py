@@ -121,7 +121,7 @@ def test_study_names_never_take_the_batch_files_and_out_must_be_a_folder(tmp_pat
     screen_many(FakeScreener(), studies, tmp_path / "out", progress=False)
     assert (tmp_path / "out" / "summary.csv").is_file() and len(_summary(tmp_path / "out")) == 2
     (tmp_path / "file").write_text("x")
-    with pytest.raises(InputError, match="--out is a file"):
+    with pytest.raises(InputError, match=r"\(--out\) is a file, not a folder"):
         screen_many(FakeScreener(), studies, tmp_path / "file", progress=False)
 
 

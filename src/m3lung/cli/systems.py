@@ -109,10 +109,11 @@ def cmd_systems(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ screen
 def cmd_screen(args: argparse.Namespace) -> int:
-    from m3lung.systems.batch import check_out_folder, parse_shard, screen_many, studies_from
+    from m3lung.io.atomic import require_output_folder
+    from m3lung.systems.batch import parse_shard, screen_many, studies_from
     from m3lung.systems.screening import Screener
 
-    check_out_folder(args.out)
+    require_output_folder(args.out)
     system = get_system(args.system)
     options = make_options(system, **_given_options(args, system, args.option_owners))  # checked up front
     shard = parse_shard(args.shard)

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from m3lung.errors import InputError, M3LungError
-from m3lung.io.atomic import write_text_atomic
+from m3lung.io.atomic import require_output_folder, write_text_atomic
 from m3lung.systems.screening import Screener
 
-__all__ = ["Study", "check_out_folder", "parse_shard", "screen_many", "studies_from", "summary_row", "write_summary"]
+__all__ = ["Study", "parse_shard", "screen_many", "studies_from", "summary_row", "write_summary"]
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def screen_many(
 
     i, n = shard
     mine = [s for k, s in enumerate(studies) if k % n == i - 1]
-    root = check_out_folder(out)
+    root = require_output_folder(out)
     root.mkdir(parents=True, exist_ok=True)
     done: list[dict[str, str]] = []
     refused: list[dict[str, str]] = []
@@ -173,14 +173,6 @@ def screen_many(
         "shard": f"{i}/{n}",
         "in_shard": len(mine),
     }
-
-
-def check_out_folder(out: str | os.PathLike[str]) -> Path:
-    """``out`` as a folder to write into: an existing file there is an :class:`InputError`."""
-    root = Path(out)
-    if root.exists() and not root.is_dir():
-        raise InputError(f"{root}: --out is a file; give a folder (it is created when missing)")
-    return root
 
 
 def _message(exc: BaseException) -> str:
