@@ -20,6 +20,7 @@ __all__ = [
     "IntensityError",
     "M3LungError",
     "M3LungWarning",
+    "MissingExtraError",
     "warn",
 ]
 
@@ -38,6 +39,10 @@ class DicomError(InputError):
 
 class IntensityError(M3LungError):
     """The voxel values are not what the step needs (not HU, NaN/inf, 8-bit where HU is required)."""
+
+
+class MissingExtraError(M3LungError, ImportError):
+    """An optional dependency a command needs is not installed; the message names the extra that brings it."""
 
 
 class M3LungWarning(UserWarning):

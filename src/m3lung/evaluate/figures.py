@@ -3,8 +3,8 @@ curves and Kaplan–Meier curves of risk groups (seed 003).
 
 Every function writes ``<out_stem>.png`` (150 dpi) and ``<out_stem>.svg`` and returns the two paths in
 that order. Each file is written to a temporary file beside it and moved into place
-(:func:`m3lung.io.atomic.atomic_file`), so a reader never sees half a figure. matplotlib is imported
-only when a figure is drawn, and draws on its own Agg canvas: no pyplot, no global state, no window.
+(:func:`m3lung.io.atomic.atomic_file`), so a reader never sees half a figure. matplotlib (the ``figures``
+extra) is imported only when a figure is drawn, and draws on its own Agg canvas: no pyplot, no global state, no window.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from m3lung._extras import require
 from m3lung.errors import InputError
 from m3lung.io.atomic import atomic_file
 
@@ -27,6 +28,7 @@ DPI = 150
 
 def _figure(width: float = 5.0, height: float = 4.5) -> Figure:
     """A new figure on its own Agg canvas (no pyplot)."""
+    require("matplotlib", "figures", "figures")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from m3lung._extras import require
 from m3lung.errors import InputError
 from m3lung.evaluate.predictions import Predictions, parse_classes, read_predictions, read_screen_outputs
 
@@ -100,6 +101,8 @@ def evaluate_predictions(
 
     if n_resamples < 1:
         raise InputError(f"--bootstrap must be at least 1, got {n_resamples}")
+    if out is not None:  # before the bootstrap: say at once that the figures cannot be drawn
+        require("matplotlib", "figures", "figures")
     classes = preds.classes
     healthy = healthy_index(classes)
     k = len(classes)

@@ -5,7 +5,8 @@ proportional-hazards model (hospital stay as the time to event), splits patients
 risk at the *training set's* median hazard, applies the same cut-off to the validation sets, and
 compares the groups' Kaplan–Meier curves with the log-rank test. lifelines does the estimation
 (``KaplanMeierFitter``, ``CoxPHFitter`` with Efron's handling of tied times, ``logrank_test``,
-``multivariate_logrank_test``); this module adds input checks, the stepwise search and the risk split.
+``multivariate_logrank_test``); this module adds input checks, the stepwise search and the risk split. lifelines is
+an optional extra (``pip install 'm3lung[survival]'``), imported when a function here runs.
 
 Durations are in any unit (seed 003: days in hospital); ``events`` is 1 where the event was observed
 (discharge) and 0 where the patient was censored.
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from m3lung._extras import require
 from m3lung.errors import InputError
 
 if TYPE_CHECKING:
@@ -88,6 +90,7 @@ def kaplan_meier(durations: np.ndarray, events: np.ndarray, *, alpha: float = 0.
         and ``ci_high`` (T,) the band, ``at_risk`` (T,) patients at risk just before each time,
         ``median`` the median survival time (inf when S(t) never falls to 0.5), ``n`` and ``events``.
     """
+    require("lifelines", "survival", "survival statistics")
     from lifelines import KaplanMeierFitter
 
     d, e = _check_times(durations, events)
@@ -126,6 +129,7 @@ def logrank(durations: np.ndarray, events: np.ndarray, groups: np.ndarray) -> di
         ``statistic`` (chi-square), ``p`` (p-value), ``dof`` (groups − 1) and ``n_groups``.
         Two groups use lifelines ``logrank_test``, more ``multivariate_logrank_test``.
     """
+    require("lifelines", "survival", "survival statistics")
     from lifelines.statistics import logrank_test, multivariate_logrank_test
 
     d, e = _check_times(durations, events)
@@ -227,6 +231,7 @@ class _Fitter:
 
     def fit(self, covariates: Sequence[str]) -> Any:
         """The fitted ``CoxPHFitter``, or None when the fit fails."""
+        require("lifelines", "survival", "survival statistics")
         from lifelines import CoxPHFitter
         from lifelines.exceptions import ConvergenceError
 
