@@ -434,3 +434,29 @@ def test_lost_file_of_a_series_is_a_warning(vol, tmp_path, how):
     with pytest.warns(M3LungWarning, match="named like DICOM are empty or not DICOM"):
         back = read_ct(tmp_path / "s")
     assert back.n_slices == vol.n_slices - 1
+
+
+@pytest.mark.parametrize(("tag", "value"), [("BitsStored", 40), ("PixelRepresentation", 2), ("HighBit", 16)])
+def test_pixel_format_tags_that_cannot_describe_the_pixels_make_the_file_broken(tmp_path, tag, value):
+    """Fuzz findings (seeds 864, 928): a pixel-format tag no decoder can honour changed voxels silently."""
+    folder = write_dicom_series(make_volume(synthetic_chest(n=6, size=32)), tmp_path / "s")
+    f = sorted(folder.iterdir())[2]
+    ds = pydicom.dcmread(f)
+    setattr(ds, tag, value)
+    ds.save_as(f, enforce_file_format=True)
+    with pytest.raises(DicomError, match=f"{tag} \\({value}\\) is not a valid value"):
+        read_ct(folder)
+    with pytest.warns(M3LungWarning, match="skipped 1 unreadable"):
+        assert read_ct(folder, skip_broken=True).n_slices == 5
+
+
+def test_junk_under_a_uid_style_name_is_named(tmp_path):
+    """Fuzz finding (seeds 1322, 1704): junk named like a slice of a UID-named series vanished silently."""
+    folder = write_dicom_series(make_volume(synthetic_chest(n=6, size=32)), tmp_path / "s")
+    uid = tmp_path / "u"
+    uid.mkdir()
+    for i, f in enumerate(sorted(folder.iterdir())[:5]):
+        shutil.copy(f, uid / f"CT.1.2.3.{100 + i}")
+    (uid / "CT.1.2.3.105").write_bytes(b"junk" * 500)
+    with pytest.warns(M3LungWarning, match=r"CT\.1\.2\.3\.105 \(not DICOM\)"):
+        assert read_ct(uid).n_slices == 5

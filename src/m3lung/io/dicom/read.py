@@ -20,7 +20,8 @@ from m3lung.io.dicom.geometry import (
     _spacing_checks,
     _unit,
 )
-from m3lung.io.dicom.scan import DicomScan, SeriesInfo, _opt_float, _scan_path, _SliceRef
+from m3lung.io.dicom.scan import DicomScan, SeriesInfo, _scan_path, _SliceRef
+from m3lung.io.dicom.tags import _opt_float
 from m3lung.io.guards import check_spacing
 from m3lung.io.orientation import apply_reorientation, plan_reorientation
 from m3lung.io.volume import IDENTIFYING_FIELDS, CTVolume, SourceInfo, check_finite

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from m3lung.errors import DicomError, warn
+from m3lung.io.dicom.tags import _float_list, _frame_attr, _image_size, _opt_float, _opt_int, _uid
 from m3lung.io.guards import non_regular_kind, require_regular_file
 
 #: SOP classes that carry no CT image volume even when they have Rows/Columns.
@@ -124,89 +125,6 @@ def _is_dicom_magic(path: str) -> bool:
     except OSError:
         return False
     return len(head) == 132 and head[128:132] == b"DICM"
-
-
-def _float_list(value: Any) -> list[float] | None:
-    if value is None:
-        return None
-    try:
-        return [float(v) for v in value]
-    except (TypeError, ValueError):
-        return None
-
-
-def _opt_float(value: Any) -> float | None:
-    if value is None or value == "":
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _opt_int(value: Any) -> int | None:
-    if value is None or value == "":
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _uid(ds: Any, name: str) -> str | None:
-    v = ds.get(name)
-    s = str(v).strip() if v is not None else ""
-    return s or None
-
-
-def _sequence_item(ds: Any, seq_name: str) -> Any:
-    seq = ds.get(seq_name)
-    if seq is None or len(seq) == 0:
-        return None
-    return seq[0]
-
-
-def _frame_attr(ds: Any, frame: int, group: str, attr: str) -> Any:
-    """An attribute of a multi-frame functional group: per-frame first, then shared."""
-    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
-    if per_frame is not None and frame < len(per_frame):
-        item = _sequence_item(per_frame[frame], group)
-        if item is not None and attr in item:
-            return item.get(attr)
-    shared = _sequence_item(ds, "SharedFunctionalGroupsSequence")
-    if shared is not None:
-        item = _sequence_item(shared, group)
-        if item is not None and attr in item:
-            return item.get(attr)
-    return None
-
-
-def _get(ds: Any, name: str) -> Any:
-    """``ds.get(name)``, or None when pydicom cannot convert the stored value (``NaN`` in an IS, ...)."""
-    try:
-        return ds.get(name)
-    except Exception:  # a value of the wrong form: the same as absent for the caller's checks
-        return None
-
-
-def _image_size(ds: Any, path: str) -> tuple[int, int, int] | str:
-    """(rows, cols, frames) of an image header, or why they cannot be: not positive integers, or more
-    frames than the file can hold (each frame takes at least min(8, rows x cols) bytes: an item header
-    or one byte per pixel), which would make the reader list billions of frames."""
-    rows, cols = _opt_int(_get(ds, "Rows")), _opt_int(_get(ds, "Columns"))
-    if rows is None or cols is None or rows <= 0 or cols <= 0:
-        return f"Rows/Columns ({_get(ds, 'Rows')!r} x {_get(ds, 'Columns')!r}) are not positive integers"
-    raw = _get(ds, "NumberOfFrames")
-    frames = 1 if raw is None or str(raw).strip() in ("", "0") else _opt_int(raw)
-    if frames is None or frames < 1:
-        return f"NumberOfFrames ({raw!r}) is not a positive integer"
-    try:
-        size = os.path.getsize(path)
-    except OSError:
-        size = 0
-    if frames > 1 and frames * min(8, rows * cols) > size:
-        return f"NumberOfFrames ({frames}) is more than a file of {size} bytes can hold"
-    return rows, cols, frames
 
 
 def _slice_refs(ds: Any, path: str, n_frames: int = 1) -> list[_SliceRef]:
@@ -338,6 +256,12 @@ def _scan_path(root: Path, sink: list[str] | None) -> DicomScan:
     return scan
 
 
+def _uid_named(path: str) -> bool:
+    """A file name that is a DICOM UID (digits and dots, e.g. ``CT.1.3.12.2.16585``: its "suffix" is digits)."""
+    suffix = Path(path).suffix
+    return len(suffix) > 1 and suffix[1:].isdigit()
+
+
 def _scan(root: Path, candidates: list[str], other: int) -> DicomScan:
     import pydicom
 
@@ -352,7 +276,7 @@ def _scan(root: Path, candidates: list[str], other: int) -> DicomScan:
             not_dicom.append((p, "empty"))  # e.g. UID-named slices "CT.1.2.3"; an empty .dcm is broken, below
             other += 1
             continue
-        if not magic and Path(p).suffix.lower() not in _MAYBE_DICOM_SUFFIXES:
+        if not magic and Path(p).suffix.lower() not in _MAYBE_DICOM_SUFFIXES and not _uid_named(p):
             other += 1
             continue
         try:
@@ -361,12 +285,12 @@ def _scan(root: Path, candidates: list[str], other: int) -> DicomScan:
             else:
                 ds = pydicom.dcmread(p, stop_before_pixels=True, force=True)
                 if "SOPClassUID" not in ds and "Rows" not in ds:
-                    if Path(p).suffix.lower() in named_dicom:
+                    if Path(p).suffix.lower() in named_dicom or _uid_named(p):
                         not_dicom.append((p, "not DICOM"))
                     other += 1
                     continue
         except Exception as exc:  # any file pydicom cannot parse is listed as broken; the scan goes on
-            if magic or Path(p).suffix.lower() in {".dcm", ".dicom", ".ima"}:
+            if magic or Path(p).suffix.lower() in named_dicom or _uid_named(p):
                 broken.append((p, f"{type(exc).__name__}: {exc}"))
             else:
                 other += 1
