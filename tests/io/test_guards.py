@@ -280,3 +280,22 @@ def test_atomic_dir_never_replaces_a_file(tmp_path):
         require_input_folder(tmp_path / "f")
     with pytest.raises(InputError, match="no such folder"):
         require_input_folder(tmp_path / "new")
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz"])
+def test_numpy_headers_claiming_a_huge_array_are_refused_before_reading(tmp_path, suffix):
+    """A .npy or .npz member whose header says 512 x 512 x 20000 float32 (20 GB), holding a few bytes."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f4", "fortran_order": False, "shape": (20000, 512, 512)})
+    raw = buf.getvalue() + b"\0" * 64
+    path = tmp_path / f"big{suffix}"
+    if suffix == ".npy":
+        path.write_bytes(raw)
+    else:
+        with zipfile.ZipFile(path, "w") as z:
+            z.writestr("voxels.npy", raw)
+    with pytest.raises(InputError, match="would need about"):
+        read_ct(path, spacing=(1.0, 1.0, 1.0))

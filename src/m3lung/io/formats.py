@@ -172,6 +172,19 @@ def read_itk(path: str | os.PathLike[str]) -> CTVolume:
     return _from_axes(arr, axis_dirs, spacing, np.asarray(org), p, "itk", sink)
 
 
+def _npy_header(fh: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    """(shape, dtype) from the header of an open ``.npy`` stream, without reading the array."""
+    fmt = np.lib.format
+    version = fmt.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = fmt.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, _, dtype = fmt.read_array_header_2_0(fh)
+    else:  # format 3.0 (UTF-8 field names) has no public header reader
+        shape, _, dtype = fmt._read_array_header(fh, version)
+    return tuple(int(n) for n in shape), np.dtype(dtype)
+
+
 def read_numpy(
     path: str | os.PathLike[str], *, spacing: Sequence[float] | None = None, intensity: str | None = None
 ) -> CTVolume:
@@ -196,6 +209,9 @@ def read_numpy(
                     if len(arrays) != 1:
                         raise InputError(f"{p}: cannot tell which array holds the voxels among {keys}")
                     key = arrays[0]
+                with z.zip.open(f"{key}.npy") as fh:  # the member's header first: size before inflating
+                    shape, dtype = _npy_header(fh)
+                check_read_size(shape, dtype.itemsize + 4, p)
                 data = z[key]
                 if spacing is None and "spacing" in keys:
                     spacing = [float(s) for s in z["spacing"]]
@@ -204,9 +220,10 @@ def read_numpy(
                 if "direction" in keys:
                     direction = np.asarray(z["direction"], dtype=np.float64)
         else:
-            data = np.load(p, allow_pickle=False, mmap_mode="r")  # the header first: size before reading
-            check_read_size(data.shape, data.dtype.itemsize + 4, p)
-            data = np.array(data)  # into memory (a float32 view of the map would be read-only)
+            with open(p, "rb") as fh:  # the header first: size before reading
+                shape, dtype = _npy_header(fh)
+            check_read_size(shape, dtype.itemsize + 4, p)
+            data = np.load(p, allow_pickle=False)
     except InputError:
         raise
     except Exception as exc:
