@@ -96,8 +96,9 @@ def _image_size(ds: Any, path: str) -> tuple[int, int, int] | str:
 def _pixel_format_problem(ds: Any) -> str | None:
     """Why the pixel-format tags present cannot describe stored pixels (a decoder would read them wrongly), or None.
 
-    BitsAllocated must be 1, 8, 16, 32 or 64; BitsStored 1..BitsAllocated; HighBit below BitsAllocated;
-    PixelRepresentation 0 or 1; SamplesPerPixel at least 1.
+    BitsAllocated must be 1, 8, 16, 32 or 64; BitsStored 1..BitsAllocated; HighBit below BitsAllocated and,
+    as the standard requires (PS3.5 8.1.1), BitsStored - 1; PixelRepresentation 0 or 1; SamplesPerPixel at
+    least 1.
     """
     allocated = _opt_int(_get(ds, "BitsAllocated"))
     checks = {
@@ -114,4 +115,7 @@ def _pixel_format_problem(ds: Any) -> str | None:
         if value is None or not ok(value):
             raw = ds.get_item(name).value if hasattr(ds, "get_item") and ds.get_item(name) is not None else None
             return f"{name} ({raw!r}) is not a valid value for stored pixels (BitsAllocated {allocated})"
+    stored, high = _opt_int(_get(ds, "BitsStored")), _opt_int(_get(ds, "HighBit"))
+    if stored is not None and high is not None and high != stored - 1:  # PS3.5 8.1.1: HighBit = BitsStored - 1
+        return f"HighBit ({high}) is not BitsStored ({stored}) - 1: the pixel-format tags contradict each other"
     return None
