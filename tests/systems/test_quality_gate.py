@@ -62,4 +62,4 @@ def test_a_chest_passes_the_gate(tmp_path, capsys):
     assert main(["screen", str(tmp_path / "chest.nii.gz"), "--out", str(tmp_path / "o"), "--quiet"]) == 0
     report = json.loads((tmp_path / "o" / "chest" / "report.json").read_text())
     assert report["assessable"] is True and report["quality"]["assessable"] is True
-    assert report["patient"]["label"] in report["patient"]["classes"] and report["timings_s"]["quality_gate"] >= 0
+    assert report["patient"]["label"] in report["patient"]["classes"] and "quality_gate" in report["timings_s"]
