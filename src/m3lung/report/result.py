@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RuleResult", "SliceViews", "StudyResult"]
+__all__ = ["RuleResult", "SliceViews", "StudyResult", "rounded"]
 
 
 @dataclass
@@ -34,7 +34,7 @@ class RuleResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "probs": _rounded(self.probs),
+            "probs": rounded(self.probs),
             "label": self.label,
             **self.details,
             "title": self.title,
@@ -102,5 +102,6 @@ class StudyResult:
             raise ValueError(f"label {self.label!r} is not one of {self.classes}")
 
 
-def _rounded(a: Any, nd: int = 4) -> list[float]:
+def rounded(a: Any, nd: int = 4) -> list[float]:
+    """Every value of ``a`` as a float rounded to ``nd`` decimals, flat (how reports write probabilities)."""
     return [round(float(v), nd) for v in np.asarray(a).ravel()]

@@ -22,7 +22,7 @@ import numpy as np
 
 from m3lung.io import CTVolume
 from m3lung.io.atomic import atomic_dir
-from m3lung.report.result import SliceViews, StudyResult
+from m3lung.report.result import SliceViews, StudyResult, rounded
 
 REPORT_SCHEMA = "m3lung.report/2"
 MAP_SLOPE = 1.0 / 255.0
@@ -136,7 +136,7 @@ def build_report(result: StudyResult, volume: CTVolume, *, system_title: str = "
         "classes": list(result.classes),
         "label": result.label,
         "decided_by": result.decided_by,
-        "probs": [round(float(v), 4) for v in result.probs] if result.probs is not None else None,
+        "probs": rounded(result.probs) if result.probs is not None else None,
         "rules": list(result.rules),
     }
     for name, rule in result.rules.items():

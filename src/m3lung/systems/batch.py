@@ -22,6 +22,7 @@ from typing import Any
 
 from m3lung.errors import InputError, M3LungError
 from m3lung.io.atomic import require_output_folder, write_text_atomic
+from m3lung.report.study import REPORT_FIELDS
 from m3lung.systems.screening import Screener
 
 __all__ = ["Study", "parse_shard", "screen_many", "studies_from", "summary_row", "write_summary"]
@@ -289,6 +290,4 @@ def _update_failures(root: Path, failed: list[dict[str, str]], *, done: set[str]
 
 
 def _is_extra_number(key: str, value: Any) -> bool:
-    from m3lung.report.study import REPORT_FIELDS
-
     return key not in REPORT_FIELDS and isinstance(value, int | float) and not isinstance(value, bool)

@@ -34,6 +34,7 @@ from m3lung.explain import uncrop_maps
 from m3lung.fusion import max_pooling, nonparametric_assessment
 from m3lung.io import CTVolume
 from m3lung.report.charts import RULE_NOTES, RULE_TITLES
+from m3lung.report.result import rounded
 from m3lung.systems.base import (
     RuleResult,
     SliceViews,
@@ -125,10 +126,6 @@ def trained_on(provenance: dict[str, Any], kind: str) -> str:
 def _brief(prov: dict[str, Any]) -> dict[str, Any]:
     keys = ("recipe", "profile", "data", "data_source", "data_note", "train_scans", "epoch", "m3lung_version", "init")
     return {k: prov[k] for k in keys if k in prov}
-
-
-def _r(a: Any, nd: int = 4) -> list[float]:
-    return [round(float(v), nd) for v in np.asarray(a).ravel()]
 
 
 @dataclass
@@ -306,9 +303,9 @@ class M3LungSystem(System):
             decided_by=decided_by,
             rules=rules,
             slices={
-                "p_multi": [_r(p) for p in p_multi],
-                "p_lesion": _r(p_les),
-                "p_slice": [_r(p) for p in npa.slice_probs],
+                "p_multi": [rounded(p) for p in p_multi],
+                "p_lesion": rounded(p_les),
+                "p_slice": [rounded(p) for p in npa.slice_probs],
                 "predicted": [CLASSES[int(k)] for k in npa.slice_probs.argmax(1)],
                 "lung_found": [bool(not f) for f in fallback],
             },
